@@ -1,0 +1,24 @@
+//! # tokenroute
+//!
+//! A reverse proxy and load balancer that learns, from backend responses, which node issued each OAuth
+//! credential and routes every later request carrying it to a node that can honour it.
+//!
+//! # Architecture
+//!
+//! - [`config`]: the file layer (serde structs) → validated runtime [`config::Config`]; errors name the key.
+//! - [`server`]: listeners, TLS termination, connection caps, graceful drain; [`server::run`] is the entry point.
+//! - [`proxy`]: one request: classify → route → forward → learn; header hygiene; the error → status map.
+//! - [`upstream`]: nodes, the HTTP(S) client, balancing policies and health checking.
+//! - [`oauth`]: pure extraction of credentials from requests and responses (RFC 5849, RFC 6749/6750).
+//! - [`affinity`]: the learned table of credential fingerprints → owner sets, and its persistence.
+//! - [`sim`]: the stand-in for unmodified ClearQuest-Web-like nodes and a signing OAuth 1.0a consumer.
+//! - [`secret`]: the redacting newtype every secret travels in.
+
+pub mod affinity;
+pub mod config;
+pub mod oauth;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod sim;
+pub mod upstream;
