@@ -1,1 +1,219 @@
-//! server (under construction).
+//! Listeners, TLS termination, connection caps and graceful drain.
+//!
+//! [`bind`] opens the configured sockets; [`run`] serves them until the shutdown future completes, then stops
+//! accepting, lets in-flight requests finish up to `runtime.drain_timeout`, and returns.
+
+pub mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, Limits};
+use crate::proxy::{ConnectionInfo, Proxy};
+use crate::upstream::health;
+
+/// A listener socket, bound and ready.
+pub struct BoundListener {
+    /// Name for logs.
+    pub name: String,
+    /// The socket.
+    pub listener: TcpListener,
+    /// TLS termination, if any.
+    pub tls: Option<TlsAcceptor>,
+    /// Connection cap.
+    pub max_connections: usize,
+}
+
+impl std::fmt::Debug for BoundListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundListener")
+            .field("name", &self.name)
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl BoundListener {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Binds every configured listener; the error names the address that failed.
+pub async fn bind(config: &Config) -> std::io::Result<Vec<BoundListener>> {
+    let mut out = Vec::new();
+    for l in &config.listeners {
+        let listener = TcpListener::bind(l.address).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot bind listener {} on {}: {e}", l.name, l.address),
+            )
+        })?;
+        out.push(BoundListener {
+            name: l.name.clone(),
+            listener,
+            tls: l.tls.clone().map(TlsAcceptor::from),
+            max_connections: l.max_connections.get(),
+        });
+    }
+    Ok(out)
+}
+
+/// Serves `listeners` with `proxy` until `shutdown` completes, then drains.
+pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Future<Output = ()>) {
+    let generation = proxy.current();
+    let limits = generation.config.limits.clone();
+    let drain_timeout = generation.config.runtime.drain_timeout;
+    let _probers = generation
+        .config
+        .health
+        .as_ref()
+        .map(|h| health::spawn_probers(&generation.pool, h));
+    drop(generation);
+
+    let graceful = Arc::new(GracefulShutdown::new());
+    let builder = Arc::new(http_builder(&limits));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut accept_loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(listener = %listener.name, %addr, tls = listener.tls.is_some(), "listening");
+        }
+        accept_loops.spawn(accept_loop(
+            listener,
+            proxy.clone(),
+            builder.clone(),
+            limits.clone(),
+            graceful.clone(),
+            stop_rx.clone(),
+        ));
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; draining in-flight requests");
+    let _ = stop_tx.send(true);
+    while accept_loops.join_next().await.is_some() {}
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        unreachable!("every accept loop has returned and dropped its handle");
+    };
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("drained"),
+        () = tokio::time::sleep(drain_timeout) => tracing::warn!(?drain_timeout, "drain deadline passed; closing remaining connections"),
+    }
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+async fn accept_loop(
+    bound: BoundListener,
+    proxy: Proxy,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Limits,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(bound.max_connections));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = bound.listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(listener = %bound.name, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = bound.tls.clone();
+        let handshake_timeout = limits.header_read_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                None => {
+                    serve(
+                        &builder,
+                        watcher,
+                        stream,
+                        proxy,
+                        ConnectionInfo { peer, tls: false },
+                    )
+                    .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve(
+                                &builder,
+                                watcher,
+                                stream,
+                                proxy,
+                                ConnectionInfo { peer, tls: true },
+                            )
+                            .await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve<IO>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    io: IO,
+    proxy: Proxy,
+    info: ConnectionInfo,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(request, info).await) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
+    }
+}

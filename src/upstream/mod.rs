@@ -1,1 +1,173 @@
-//! upstream (under construction).
+//! The backend pool: nodes, their clients, health and balancing.
+//!
+//! [`Pool`] is built from the validated config. The per-request path reads one atomic (the healthy mask)
+//! and the balancer's cursor; health counters sit behind a per-node mutex touched only by probes and failures.
+
+pub mod balance;
+pub mod client;
+pub mod health;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::Uri;
+
+use crate::affinity::{NodeId, NodeSet};
+use crate::config::{NodeSpec, Upstream};
+use balance::Balancer;
+use client::{ClientSettings, NodeClient};
+use health::{ConsecutiveCounter, Transition};
+
+/// One backend node.
+#[derive(Debug)]
+pub struct Node {
+    /// Stable index (owner sets refer to it).
+    pub id: NodeId,
+    /// Its configuration.
+    pub spec: NodeSpec,
+    /// Pooled keep-alive client for this node only.
+    pub client: NodeClient,
+    /// Requests sent and not yet finished (least-requests input); relaxed atomics.
+    inflight: AtomicUsize,
+    /// Health counter; locked only by probes and passive failures, never across `.await`.
+    health: Mutex<ConsecutiveCounter>,
+}
+
+impl Node {
+    /// The absolute URI of `path_and_query` on this node (path bytes kept exactly as given).
+    pub fn uri_for(&self, path_and_query: &str) -> Uri {
+        Uri::builder()
+            .scheme(self.spec.scheme.clone())
+            .authority(self.spec.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .unwrap_or_else(|_| Uri::from_static("/"))
+    }
+
+    /// Outstanding requests.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request as outstanding until the guard is dropped.
+    pub fn start_request(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(self.clone())
+    }
+}
+
+/// Decrements a node's outstanding count when dropped (at the end of the response body).
+#[derive(Debug)]
+pub struct InflightGuard(Arc<Node>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The pool of nodes.
+#[derive(Debug)]
+pub struct Pool {
+    /// Indexed by `NodeId::index()`.
+    nodes: Vec<Arc<Node>>,
+    balancer: Balancer,
+    /// Bit per healthy node; the only health state the request path reads.
+    healthy: AtomicU64,
+    /// Every node.
+    all: NodeSet,
+}
+
+impl Pool {
+    /// Builds the pool; node ids follow config order.
+    pub fn new(upstream: &Upstream, health: Option<&crate::config::Health>) -> Pool {
+        let (rise, fall) = health
+            .map(|h| (h.rise, h.fall))
+            .unwrap_or((std::num::NonZeroU32::MIN, std::num::NonZeroU32::MAX));
+        let nodes: Vec<Arc<Node>> = upstream
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, spec)| {
+                let id = NodeId::new(i)?;
+                let client = client::build(&ClientSettings {
+                    tls: upstream.tls.clone(),
+                    sni: spec.sni.clone(),
+                    connect_timeout: upstream.connect_timeout,
+                    pool_idle_timeout: upstream.pool_idle_timeout,
+                    pool_max_idle: upstream.pool_max_idle_per_node,
+                });
+                Some(Arc::new(Node {
+                    id,
+                    spec: spec.clone(),
+                    client,
+                    inflight: AtomicUsize::new(0),
+                    health: Mutex::new(ConsecutiveCounter::new(rise, fall)),
+                }))
+            })
+            .collect();
+        let weights: Vec<(NodeId, u32)> =
+            nodes.iter().map(|n| (n.id, n.spec.weight.get())).collect();
+        let all: NodeSet = nodes.iter().map(|n| n.id).collect();
+        Pool {
+            balancer: Balancer::new(upstream.policy, &weights),
+            healthy: AtomicU64::new(all.bits()),
+            all,
+            nodes,
+        }
+    }
+
+    /// Every node.
+    pub fn nodes(&self) -> &[Arc<Node>] {
+        &self.nodes
+    }
+
+    /// The node with id `id`.
+    pub fn node(&self, id: NodeId) -> Option<&Arc<Node>> {
+        self.nodes.get(id.index())
+    }
+
+    /// The node called `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Node>> {
+        self.nodes.iter().find(|n| n.spec.name == name)
+    }
+
+    /// Every node's id.
+    pub fn all(&self) -> NodeSet {
+        self.all
+    }
+
+    /// Healthy nodes now.
+    pub fn healthy(&self) -> NodeSet {
+        NodeSet::from_bits(self.healthy.load(Ordering::Acquire))
+    }
+
+    /// Picks a node among `allowed` with the configured policy.
+    pub fn pick(&self, allowed: NodeSet) -> Option<&Arc<Node>> {
+        let id = self.balancer.pick(allowed, |id| {
+            self.node(id).map_or(usize::MAX, |n| n.inflight())
+        })?;
+        self.node(id)
+    }
+
+    /// Feeds one health result (probe or passive failure); logs and applies a transition once.
+    pub fn record_health(&self, node: &Node, ok: bool, source: &'static str) {
+        let transition = {
+            let mut counter = node.health.lock().unwrap_or_else(|e| e.into_inner());
+            counter.record(ok)
+        };
+        match transition {
+            Some(Transition::Down) => {
+                self.healthy
+                    .fetch_and(!NodeSet::single(node.id).bits(), Ordering::AcqRel);
+                tracing::warn!(node = %node.spec.name, source, "node is down");
+            }
+            Some(Transition::Up) => {
+                self.healthy
+                    .fetch_or(NodeSet::single(node.id).bits(), Ordering::AcqRel);
+                tracing::info!(node = %node.spec.name, source, "node is up");
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The file layer: `config.toml` as serde structs, exactly as written by the administrator.
+//!
+//! Every struct denies unknown fields (a typo is an error, not a silently ignored key) and every default is a
+//! named function, so `config.toml` at the repository root can document the same values. Nothing here is
+//! validated: [`super::validate`] turns these into runtime types and names the key of each bad value.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub runtime: RuntimeFile,
+    /// Where clients connect.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerFile>,
+    /// Protocol limits and timeouts on the client side.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// Forwarding headers.
+    #[serde(default)]
+    pub forwarding: ForwardingFile,
+    /// The backend pool.
+    #[serde(default)]
+    pub upstream: UpstreamFile,
+    /// Active health checks.
+    #[serde(default)]
+    pub health: HealthFile,
+}
+
+/// `[runtime]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeFile {
+    /// Worker threads; 0 means one per core.
+    #[serde(default)]
+    pub worker_threads: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: String,
+}
+
+impl Default for RuntimeFile {
+    fn default() -> Self {
+        RuntimeFile {
+            worker_threads: 0,
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_drain_timeout() -> String {
+    "30s".into()
+}
+
+/// `[[listener]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    /// A name for logs and metrics.
+    pub name: Option<String>,
+    /// `IP:PORT` to bind.
+    pub address: String,
+    /// Open connections accepted at once; further ones wait in the kernel backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// TLS termination; absent means plain HTTP.
+    pub tls: Option<TlsFile>,
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
+/// `[listener.tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    /// Certificates; the first one is served when SNI matches none (or is absent).
+    #[serde(rename = "certificate")]
+    pub certificates: Vec<CertificateFile>,
+}
+
+/// `[[listener.tls.certificate]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    /// PEM certificate chain, leaf first.
+    pub cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// SNI names this certificate answers for; empty means "default only".
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Time a client has to send a request head; on HTTP/1.1 this is also how long an idle keep-alive
+    /// connection waits for the next request.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: String,
+    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: String,
+    /// Most header fields in one request.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Longest pause between two chunks of a body, in either direction.
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout: String,
+    /// Longest wait for a node's response head.
+    #[serde(default = "default_response_header_timeout")]
+    pub response_header_timeout: String,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            header_read_timeout: default_header_read_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            body_idle_timeout: default_body_idle_timeout(),
+            response_header_timeout: default_response_header_timeout(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> String {
+    "10s".into()
+}
+fn default_max_header_bytes() -> String {
+    "64KiB".into()
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_body_idle_timeout() -> String {
+    "30s".into()
+}
+fn default_response_header_timeout() -> String {
+    "60s".into()
+}
+
+/// `[forwarding]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingFile {
+    /// CIDRs whose `X-Forwarded-*` headers are kept and extended instead of replaced.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Send WebSphere's private `$WSSC` / `$WSIS` headers with the public scheme.
+    #[serde(default)]
+    pub websphere_private_headers: bool,
+}
+
+/// `[upstream]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// `round_robin` (honours weights) or `least_requests` (power of two choices).
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    /// TCP (and TLS) connect timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    /// Idle pooled connections are closed after this long.
+    #[serde(default = "default_pool_idle_timeout")]
+    pub pool_idle_timeout: String,
+    /// Idle pooled connections kept per node.
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle_per_node: usize,
+    /// PEM bundle of CAs trusted for `https://` nodes.
+    pub ca_file: Option<String>,
+    /// The nodes.
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeFile>,
+}
+
+impl Default for UpstreamFile {
+    fn default() -> Self {
+        UpstreamFile {
+            policy: default_policy(),
+            connect_timeout: default_connect_timeout(),
+            pool_idle_timeout: default_pool_idle_timeout(),
+            pool_max_idle_per_node: default_pool_max_idle(),
+            ca_file: None,
+            nodes: Vec::new(),
+        }
+    }
+}
+
+fn default_policy() -> String {
+    "round_robin".into()
+}
+fn default_connect_timeout() -> String {
+    "2s".into()
+}
+fn default_pool_idle_timeout() -> String {
+    "60s".into()
+}
+fn default_pool_max_idle() -> usize {
+    64
+}
+
+/// `[[upstream.node]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// Stable name: learned ownership and health follow it across reloads.
+    pub name: String,
+    /// `http://host:port` or `https://host:port`, no path.
+    pub url: String,
+    /// Relative share of new requests.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// TLS server name to send and verify, when it differs from the URL's host.
+    pub sni: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `[health]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    /// Run active checks at all; without them passive ejection is off too (nothing would bring a node back).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Path requested with GET on each node.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    /// Status that means healthy.
+    #[serde(default = "default_expect_status")]
+    pub expect_status: u16,
+    /// Time between checks of one node.
+    #[serde(default = "default_health_interval")]
+    pub interval: String,
+    /// A check slower than this fails.
+    #[serde(default = "default_health_timeout")]
+    pub timeout: String,
+    /// Consecutive successes that bring a node back.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failures (checks, connect errors, timeouts) that take a node out.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+}
+
+impl Default for HealthFile {
+    fn default() -> Self {
+        HealthFile {
+            enabled: true,
+            path: default_health_path(),
+            expect_status: default_expect_status(),
+            interval: default_health_interval(),
+            timeout: default_health_timeout(),
+            rise: default_rise(),
+            fall: default_fall(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_health_path() -> String {
+    "/".into()
+}
+fn default_expect_status() -> u16 {
+    200
+}
+fn default_health_interval() -> String {
+    "2s".into()
+}
+fn default_health_timeout() -> String {
+    "1s".into()
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
+}

@@ -1,0 +1,482 @@
+//! The runtime layer: file structs → validated, typed values, with cross-field checks.
+//!
+//! Validation collects every error instead of stopping at the first, so `tokenroute check` shows an
+//! administrator the whole list in one go. Each error names the key path and the value it refused.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use thiserror::Error;
+
+use super::cidr::Cidr;
+use super::file::{FileConfig, HealthFile, LimitsFile, ListenerFile, NodeFile, UpstreamFile};
+use super::units::{parse_duration, parse_size};
+use crate::affinity::MAX_NODES;
+use crate::upstream::balance::Policy;
+
+/// One refused value: which key, what it held, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{key} = {value}: {message}")]
+pub struct ConfigError {
+    /// Dotted key path, with array indices: `upstream.node[1].url`.
+    pub key: String,
+    /// The value as written (quoted for strings).
+    pub value: String,
+    /// What is wrong and, where possible, what would be right.
+    pub message: String,
+}
+
+/// The validated configuration the proxy runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Process-wide settings.
+    pub runtime: Runtime,
+    /// Listeners, in file order.
+    pub listeners: Vec<Listener>,
+    /// Client-side limits and timeouts.
+    pub limits: Limits,
+    /// Forwarding headers.
+    pub forwarding: Forwarding,
+    /// The pool.
+    pub upstream: Upstream,
+    /// Active health checks; `None` when disabled.
+    pub health: Option<Health>,
+}
+
+/// `[runtime]`, validated.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// `None`: one per core.
+    pub worker_threads: Option<NonZeroUsize>,
+    /// Graceful shutdown deadline.
+    pub drain_timeout: Duration,
+}
+
+/// One `[[listener]]`, validated, TLS material loaded.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// For logs and metrics.
+    pub name: String,
+    /// Bind address.
+    pub address: SocketAddr,
+    /// Connection cap.
+    pub max_connections: NonZeroUsize,
+    /// TLS termination, ready to use.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// `[limits]`, validated.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time to receive a request head.
+    pub header_read_timeout: Duration,
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+    /// Most header fields.
+    pub max_headers: usize,
+    /// Longest pause inside a body.
+    pub body_idle_timeout: Duration,
+    /// Longest wait for a node's response head.
+    pub response_header_timeout: Duration,
+}
+
+/// `[forwarding]`, validated.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// Peers whose `X-Forwarded-*` headers are kept.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Send `$WSSC` / `$WSIS`.
+    pub websphere_private_headers: bool,
+}
+
+/// `[upstream]`, validated.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Balancing policy.
+    pub policy: Policy,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Pool idle timeout.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections per node.
+    pub pool_max_idle_per_node: usize,
+    /// TLS client settings for `https://` nodes (trust from `ca_file`).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Nodes in file order.
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// One `[[upstream.node]]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// Stable name.
+    pub name: String,
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// `host:port`.
+    pub authority: Authority,
+    /// Share of requests.
+    pub weight: NonZeroU32,
+    /// TLS server name override.
+    pub sni: Option<String>,
+}
+
+/// `[health]`, validated.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Path probed with GET.
+    pub path: String,
+    /// Status meaning healthy.
+    pub expect_status: http::StatusCode,
+    /// Probe period.
+    pub interval: Duration,
+    /// Probe timeout.
+    pub timeout: Duration,
+    /// Successes to come back.
+    pub rise: NonZeroU32,
+    /// Failures to go out.
+    pub fall: NonZeroU32,
+}
+
+/// Collects errors while validating.
+#[derive(Debug, Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(
+        &mut self,
+        key: impl Into<String>,
+        value: impl std::fmt::Display,
+        message: impl Into<String>,
+    ) {
+        self.0.push(ConfigError {
+            key: key.into(),
+            value: value.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, text: &str) -> Duration {
+        parse_duration(text).unwrap_or_else(|m| {
+            self.push(key, format!("{text:?}"), m);
+            Duration::ZERO
+        })
+    }
+
+    fn positive_duration(&mut self, key: &str, text: &str) -> Duration {
+        let d = self.duration(key, text);
+        if d.is_zero() && parse_duration(text).is_ok() {
+            self.push(key, format!("{text:?}"), "must be greater than zero");
+        }
+        d
+    }
+
+    fn size(&mut self, key: &str, text: &str) -> u64 {
+        parse_size(text).unwrap_or_else(|m| {
+            self.push(key, format!("{text:?}"), m);
+            0
+        })
+    }
+}
+
+/// Validates a parsed file. `base_dir` resolves relative paths (certificates, CA bundles): it is the
+/// directory of the config file, so a config works wherever the proxy is started from.
+pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Errors::default();
+
+    let runtime = Runtime {
+        worker_threads: NonZeroUsize::new(file.runtime.worker_threads),
+        drain_timeout: errors.duration("runtime.drain_timeout", &file.runtime.drain_timeout),
+    };
+    let listeners = listeners(&file.listeners, base_dir, &mut errors);
+    let limits = limits(&file.limits, &mut errors);
+    let forwarding = Forwarding {
+        trusted_proxies: file
+            .forwarding
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                text.parse::<Cidr>()
+                    .map_err(|m| {
+                        errors.push(
+                            format!("forwarding.trusted_proxies[{i}]"),
+                            format!("{text:?}"),
+                            m,
+                        )
+                    })
+                    .ok()
+            })
+            .collect(),
+        websphere_private_headers: file.forwarding.websphere_private_headers,
+    };
+    let upstream = upstream(&file.upstream, base_dir, &mut errors);
+    let health = health(&file.health, &mut errors);
+
+    if errors.0.is_empty() {
+        Ok(Config {
+            runtime,
+            listeners,
+            limits,
+            forwarding,
+            upstream,
+            health,
+        })
+    } else {
+        Err(errors.0)
+    }
+}
+
+fn listeners(files: &[ListenerFile], base_dir: &Path, errors: &mut Errors) -> Vec<Listener> {
+    if files.is_empty() {
+        errors.push("listener", "[]", "at least one [[listener]] is required");
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, l) in files.iter().enumerate() {
+        let key = format!("listener[{i}]");
+        let address = match l.address.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                errors.push(
+                    format!("{key}.address"),
+                    format!("{:?}", l.address),
+                    "expected IP:PORT, e.g. \"0.0.0.0:8443\" or \"[::]:8080\"",
+                );
+                continue;
+            }
+        };
+        if address.port() != 0 && !seen.insert(address) {
+            errors.push(
+                format!("{key}.address"),
+                format!("{:?}", l.address),
+                "another listener binds this address",
+            );
+        }
+        let Some(max_connections) = NonZeroUsize::new(l.max_connections) else {
+            errors.push(format!("{key}.max_connections"), 0, "must be at least 1");
+            continue;
+        };
+        let tls = match &l.tls {
+            None => None,
+            Some(tls) => match crate::server::tls::server_config(&tls.certificates, base_dir) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errors.push(
+                        format!("{key}.tls.certificate[{}]", e.index),
+                        e.value,
+                        e.message,
+                    );
+                    None
+                }
+            },
+        };
+        out.push(Listener {
+            name: l.name.clone().unwrap_or_else(|| format!("listener{i}")),
+            address,
+            max_connections,
+            tls,
+        });
+    }
+    out
+}
+
+fn limits(file: &LimitsFile, errors: &mut Errors) -> Limits {
+    let max_header_bytes = errors.size("limits.max_header_bytes", &file.max_header_bytes);
+    // hyper's HTTP/1.1 read buffer cannot be smaller than 8 KiB.
+    if max_header_bytes != 0 && !(8192..=16 << 20).contains(&max_header_bytes) {
+        errors.push(
+            "limits.max_header_bytes",
+            format!("{:?}", file.max_header_bytes),
+            "must be between 8KiB and 16MiB",
+        );
+    }
+    if file.max_headers == 0 {
+        errors.push("limits.max_headers", 0, "must be at least 1");
+    }
+    Limits {
+        header_read_timeout: errors
+            .positive_duration("limits.header_read_timeout", &file.header_read_timeout),
+        max_header_bytes: max_header_bytes as usize,
+        max_headers: file.max_headers,
+        body_idle_timeout: errors
+            .positive_duration("limits.body_idle_timeout", &file.body_idle_timeout),
+        response_header_timeout: errors.positive_duration(
+            "limits.response_header_timeout",
+            &file.response_header_timeout,
+        ),
+    }
+}
+
+fn upstream(file: &UpstreamFile, base_dir: &Path, errors: &mut Errors) -> Upstream {
+    let policy = match file.policy.parse::<Policy>() {
+        Ok(p) => p,
+        Err(m) => {
+            errors.push("upstream.policy", format!("{:?}", file.policy), m);
+            Policy::RoundRobin
+        }
+    };
+    if file.nodes.is_empty() {
+        errors.push(
+            "upstream.node",
+            "[]",
+            "at least one [[upstream.node]] is required",
+        );
+    }
+    if file.nodes.len() > MAX_NODES {
+        errors.push(
+            "upstream.node",
+            file.nodes.len(),
+            format!("at most {MAX_NODES} nodes are supported"),
+        );
+    }
+    let mut names = HashSet::new();
+    let nodes: Vec<NodeSpec> = file
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            if !names.insert(n.name.as_str()) {
+                errors.push(
+                    format!("upstream.node[{i}].name"),
+                    format!("{:?}", n.name),
+                    "another node has this name",
+                );
+            }
+            node(n, &format!("upstream.node[{i}]"), errors)
+        })
+        .collect();
+    let ca_path = file.ca_file.as_ref().map(|p| base_dir.join(p));
+    if ca_path.is_none() && nodes.iter().any(|n| n.scheme == Scheme::HTTPS) {
+        errors.push(
+            "upstream.ca_file",
+            "(unset)",
+            "https nodes need a CA bundle to verify them",
+        );
+    }
+    let tls = match crate::upstream::client::tls_config(ca_path.as_deref()) {
+        Ok(c) => c,
+        Err(m) => {
+            errors.push(
+                "upstream.ca_file",
+                format!("{:?}", file.ca_file.as_deref().unwrap_or("")),
+                m,
+            );
+            crate::upstream::client::tls_config(None).expect("an empty root store always builds")
+        }
+    };
+    Upstream {
+        policy,
+        connect_timeout: errors
+            .positive_duration("upstream.connect_timeout", &file.connect_timeout),
+        pool_idle_timeout: errors
+            .positive_duration("upstream.pool_idle_timeout", &file.pool_idle_timeout),
+        pool_max_idle_per_node: file.pool_max_idle_per_node,
+        tls,
+        nodes,
+    }
+}
+
+fn node(file: &NodeFile, key: &str, errors: &mut Errors) -> Option<NodeSpec> {
+    if file.name.is_empty()
+        || !file
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        errors.push(
+            format!("{key}.name"),
+            format!("{:?}", file.name),
+            "use letters, digits, '-', '_' or '.'",
+        );
+    }
+    let weight = NonZeroU32::new(file.weight).or_else(|| {
+        errors.push(format!("{key}.weight"), 0, "must be at least 1");
+        None
+    });
+    let uri: http::Uri = match file.url.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            errors.push(
+                format!("{key}.url"),
+                format!("{:?}", file.url),
+                "not a URL; expected http://host:port",
+            );
+            return None;
+        }
+    };
+    let bad = |errors: &mut Errors, m: &str| {
+        errors.push(format!("{key}.url"), format!("{:?}", file.url), m)
+    };
+    let scheme = match uri.scheme() {
+        Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+        _ => {
+            bad(errors, "scheme must be http or https");
+            return None;
+        }
+    };
+    let Some(authority) = uri.authority().cloned() else {
+        bad(errors, "missing host");
+        return None;
+    };
+    if authority.as_str().contains('@') {
+        bad(errors, "credentials in node URLs are not supported");
+        return None;
+    }
+    if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+        bad(
+            errors,
+            "a node URL has no path or query; requests keep their own path",
+        );
+        return None;
+    }
+    Some(NodeSpec {
+        name: file.name.clone(),
+        scheme,
+        authority,
+        weight: weight?,
+        sni: file.sni.clone(),
+    })
+}
+
+fn health(file: &HealthFile, errors: &mut Errors) -> Option<Health> {
+    if !file.path.starts_with('/') {
+        errors.push(
+            "health.path",
+            format!("{:?}", file.path),
+            "must start with '/'",
+        );
+    }
+    let expect_status = http::StatusCode::from_u16(file.expect_status).unwrap_or_else(|_| {
+        errors.push(
+            "health.expect_status",
+            file.expect_status,
+            "not an HTTP status code",
+        );
+        http::StatusCode::OK
+    });
+    let interval = errors.positive_duration("health.interval", &file.interval);
+    let timeout = errors.positive_duration("health.timeout", &file.timeout);
+    let rise = NonZeroU32::new(file.rise);
+    if rise.is_none() {
+        errors.push("health.rise", 0, "must be at least 1");
+    }
+    let fall = NonZeroU32::new(file.fall);
+    if fall.is_none() {
+        errors.push("health.fall", 0, "must be at least 1");
+    }
+    Some(Health {
+        path: file.path.clone(),
+        expect_status,
+        interval,
+        timeout,
+        rise: rise?,
+        fall: fall?,
+    })
+    .filter(|_| file.enabled)
+}

@@ -1,0 +1,234 @@
+//! Body wrappers: idle timeouts in both directions, in-flight accounting, and a request body that can be
+//! taken back when a connect failed before a byte of it was sent (so the request can go to another node).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use thiserror::Error;
+use tokio::time::{Instant, Sleep};
+
+use crate::upstream::InflightGuard;
+
+/// A body could not be relayed.
+#[derive(Debug, Error)]
+pub enum BodyError {
+    /// No data for longer than `limits.body_idle_timeout`.
+    #[error("body idle for longer than {0:?}")]
+    IdleTimeout(Duration),
+    /// The peer's connection failed mid-body.
+    #[error("body stream failed")]
+    Stream(#[source] hyper::Error),
+    /// A stream taken back for a retry was polled again after it had been consumed (a bug, never expected).
+    #[error("request body already consumed")]
+    Consumed,
+}
+
+impl From<hyper::Error> for BodyError {
+    fn from(e: hyper::Error) -> Self {
+        BodyError::Stream(e)
+    }
+}
+
+/// The body type the proxy relays in both directions.
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BodyError>;
+
+/// Wraps a body with an idle timeout and an optional in-flight guard released when the body ends.
+#[derive(Debug)]
+pub struct Relay<B> {
+    inner: B,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+    guard: Option<InflightGuard>,
+}
+
+impl<B> Relay<B> {
+    /// Relays `inner`, failing it after `idle` without a frame.
+    pub fn new(inner: B, idle: Duration, guard: Option<InflightGuard>) -> Self {
+        Relay {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            guard,
+        }
+    }
+}
+
+impl<B> Body for Relay<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.deadline.as_mut().reset(Instant::now() + this.idle);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.guard = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.guard = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.guard = None;
+                    Poll::Ready(Some(Err(BodyError::IdleTimeout(this.idle))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[derive(Debug)]
+struct Slot<B> {
+    body: Option<B>,
+    polled: bool,
+}
+
+/// A request body that can be reclaimed if the client never polled it (connect failed: nothing was sent).
+///
+/// The mutex is uncontended (one poller at a time) and never held across an `.await`.
+#[derive(Debug)]
+pub struct Reclaimable<B> {
+    slot: Arc<Mutex<Slot<B>>>,
+    end_stream: bool,
+    hint: SizeHint,
+}
+
+/// The handle that takes the body back.
+#[derive(Debug)]
+pub struct Reclaim<B>(Arc<Mutex<Slot<B>>>);
+
+impl<B: Body> Reclaimable<B> {
+    /// Wraps `body`; the handle can take it back while it has not been polled.
+    pub fn new(body: B) -> (Self, Reclaim<B>) {
+        let end_stream = body.is_end_stream();
+        let hint = body.size_hint();
+        let slot = Arc::new(Mutex::new(Slot {
+            body: Some(body),
+            polled: false,
+        }));
+        (
+            Reclaimable {
+                slot: slot.clone(),
+                end_stream,
+                hint,
+            },
+            Reclaim(slot),
+        )
+    }
+}
+
+impl<B> Reclaim<B> {
+    /// The body, if no frame of it was ever requested.
+    pub fn take(self) -> Option<B> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.polled {
+            None
+        } else {
+            slot.body.take()
+        }
+    }
+}
+
+impl<B> Body for Reclaimable<B>
+where
+    B: Body<Data = Bytes, Error = BodyError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        slot.polled = true;
+        match slot.body.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(Some(Err(BodyError::Consumed))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.end_stream
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    fn full(data: &'static str) -> ProxyBody {
+        Full::new(Bytes::from_static(data.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed()
+    }
+
+    #[tokio::test]
+    async fn unpolled_body_can_be_reclaimed_intact() {
+        let (body, reclaim) = Reclaimable::new(full("payload"));
+        drop(body);
+        let back = reclaim.take().expect("never polled");
+        assert_eq!(back.collect().await.unwrap().to_bytes(), "payload");
+    }
+
+    #[tokio::test]
+    async fn polled_body_cannot_be_reclaimed() {
+        let (body, reclaim) = Reclaimable::new(full("payload"));
+        let _ = body.collect().await;
+        assert!(reclaim.take().is_none());
+    }
+
+    /// A body that never yields a frame.
+    #[derive(Debug)]
+    struct Stalled;
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = BodyError;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_fails_after_the_idle_timeout() {
+        let relay = Relay::new(Stalled, Duration::from_secs(5), None);
+        let err = relay.collect().await.unwrap_err();
+        assert!(matches!(err, BodyError::IdleTimeout(_)), "{err:?}");
+    }
+}

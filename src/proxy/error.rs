@@ -1,0 +1,194 @@
+//! Proxy errors and the one place they become HTTP status codes.
+//!
+//! Clients get a short generic body; the cause (with its `#[source]` chain) goes to the log.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use thiserror::Error;
+
+use super::body::{BodyError, ProxyBody};
+
+/// Which side caused an error: decides log level and whether the node's health is blamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something unacceptable.
+    Client,
+    /// A node failed or is missing.
+    Upstream,
+}
+
+/// Why a request could not be proxied.
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    /// No `Host` header (and no HTTP/2 authority).
+    #[error("request has no Host header")]
+    MissingHost,
+    /// More than one `Host` header.
+    #[error("request has more than one Host header")]
+    DuplicateHost,
+    /// A request target that cannot be forwarded (e.g. authority-form outside CONNECT).
+    #[error("request target cannot be forwarded")]
+    BadTarget,
+    /// The request body exceeded the buffering cap.
+    #[error("request body exceeds {limit} bytes")]
+    BodyTooLarge {
+        /// The cap.
+        limit: usize,
+    },
+    /// The client's body failed or stalled.
+    #[error("reading the request body failed")]
+    ClientBody(#[source] BodyError),
+    /// Every node that could serve the request is down.
+    #[error("no healthy node")]
+    NoHealthyNode,
+    /// The node could not be reached (nothing was sent).
+    #[error("cannot connect to node {node}")]
+    Connect {
+        /// Node name.
+        node: String,
+        /// The client's error.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// The node accepted the request but sent no response head in time.
+    #[error("node {node} sent no response within {timeout:?}")]
+    UpstreamTimeout {
+        /// Node name.
+        node: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The exchange with the node failed after the request was (maybe partly) sent.
+    #[error("exchange with node {node} failed")]
+    Upstream {
+        /// Node name.
+        node: String,
+        /// The client's error.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+}
+
+impl ProxyError {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::MissingHost | ProxyError::DuplicateHost | ProxyError::BadTarget => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(BodyError::IdleTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoHealthyNode => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Who is to blame.
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::MissingHost
+            | ProxyError::DuplicateHost
+            | ProxyError::BadTarget
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::ClientBody(_) => Side::Client,
+            _ => Side::Upstream,
+        }
+    }
+
+    /// A short generic body for the client; never the cause's details.
+    fn public_message(&self) -> &'static str {
+        match self {
+            ProxyError::MissingHost => "missing Host header",
+            ProxyError::DuplicateHost => "more than one Host header",
+            ProxyError::BadTarget => "request target not supported",
+            ProxyError::BodyTooLarge { .. } => "request body too large",
+            ProxyError::ClientBody(_) => "request body could not be read",
+            ProxyError::NoHealthyNode => "no healthy backend node",
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => "backend node unavailable",
+            ProxyError::UpstreamTimeout { .. } => "backend node timed out",
+        }
+    }
+
+    /// Logs the error with its cause chain and turns it into the client's response.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        match self.side() {
+            Side::Client => {
+                tracing::debug!(error = %error_chain(&self), %status, "rejected request")
+            }
+            Side::Upstream => tracing::warn!(error = %error_chain(&self), %status, "proxy error"),
+        }
+        let body = format!(
+            "{} {}: {}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            self.public_message()
+        );
+        let mut response = Response::new(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+}
+
+/// `error: cause: cause` for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_mistakes_map_to_4xx_and_node_failures_to_5xx() {
+        let cases = [
+            (ProxyError::MissingHost, 400, Side::Client),
+            (ProxyError::DuplicateHost, 400, Side::Client),
+            (ProxyError::BodyTooLarge { limit: 1 }, 413, Side::Client),
+            (
+                ProxyError::ClientBody(BodyError::IdleTimeout(Duration::ZERO)),
+                408,
+                Side::Client,
+            ),
+            (ProxyError::NoHealthyNode, 503, Side::Upstream),
+            (
+                ProxyError::UpstreamTimeout {
+                    node: "a".into(),
+                    timeout: Duration::ZERO,
+                },
+                504,
+                Side::Upstream,
+            ),
+        ];
+        for (error, status, side) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+            assert_eq!(error.side(), side, "{error}");
+        }
+    }
+
+    #[test]
+    fn no_healthy_node_says_so() {
+        let response = ProxyError::NoHealthyNode.into_response();
+        assert_eq!(response.status(), 503);
+    }
+}

@@ -1,0 +1,102 @@
+//! TLS termination: PEM loading, certificate choice by SNI, ALPN `h2` / `http/1.1`, TLS 1.2 and 1.3 only.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::config::file::CertificateFile;
+
+/// A certificate entry that could not be loaded: which one (index in the list), which value, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfigError {
+    /// Index of the `[[listener.tls.certificate]]` entry.
+    pub index: usize,
+    /// The offending value (a path or a name).
+    pub value: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The crypto provider used on both sides (ring: small, no C toolchain beyond a compiler).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds a server config from certificate entries; the first entry is the default certificate.
+pub fn server_config(
+    certificates: &[CertificateFile],
+    base_dir: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+    if certificates.is_empty() {
+        return Err(TlsConfigError {
+            index: 0,
+            value: "[]".into(),
+            message: "a TLS listener needs at least one certificate".into(),
+        });
+    }
+    let provider = provider();
+    let mut by_name = HashMap::new();
+    let mut default = None;
+    for (index, entry) in certificates.iter().enumerate() {
+        let err = |value: &str, message: String| TlsConfigError {
+            index,
+            value: format!("{value:?}"),
+            message,
+        };
+        let cert_path = base_dir.join(&entry.cert);
+        let key_path = base_dir.join(&entry.key);
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| err(&entry.cert, format!("cannot read certificate chain: {e}")))?;
+        if chain.is_empty() {
+            return Err(err(&entry.cert, "no CERTIFICATE block in file".into()));
+        }
+        let key = PrivateKeyDer::from_pem_file(&key_path)
+            .map_err(|e| err(&entry.key, format!("cannot read private key: {e}")))?;
+        let certified = CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|e| err(&entry.key, format!("key does not fit the certificate: {e}")))?;
+        let certified = Arc::new(certified);
+        for name in &entry.server_names {
+            by_name.insert(name.to_ascii_lowercase(), certified.clone());
+        }
+        default.get_or_insert(certified);
+    }
+    let resolver = SniResolver {
+        by_name,
+        default: default.expect("at least one certificate was loaded"),
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsConfigError {
+            index: 0,
+            value: String::new(),
+            message: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Picks a certificate by SNI name, falling back to the first configured one.
+#[derive(Debug)]
+struct SniResolver {
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let chosen = hello
+            .server_name()
+            .and_then(|name| self.by_name.get(&name.to_ascii_lowercase()))
+            .unwrap_or(&self.default);
+        Some(chosen.clone())
+    }
+}
