@@ -1,0 +1,348 @@
+//! Test builders: origin servers, a proxy on 127.0.0.1:0, raw and hyper clients, throwaway certificates.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use tokenroute::{config, proxy::Proxy, server};
+
+/// What an origin saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A small origin: answers every request with 200, `X-Served-By: <name>` and the request body echoed.
+/// `/health` (and any health probe) answers 200 or 503 depending on `set_healthy`, without counting as a hit;
+/// `/slow` waits 3 s before answering.
+#[derive(Clone)]
+pub struct Origin {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub healthy: Arc<AtomicBool>,
+    pub hits: Arc<AtomicUsize>,
+    pub seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    _stop: Arc<oneshot::Sender<()>>,
+}
+
+impl Origin {
+    pub async fn start(name: &str) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let origin = Origin {
+            name: name.to_owned(),
+            addr,
+            healthy: healthy.clone(),
+            hits: hits.clone(),
+            seen: seen.clone(),
+            _stop: Arc::new(stop_tx),
+        };
+        let state = origin.clone_state();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
+                    _ = &mut stop_rx => return,
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(state.answer(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        origin
+    }
+
+    fn clone_state(&self) -> OriginState {
+        OriginState {
+            name: self.name.clone(),
+            healthy: self.healthy.clone(),
+            hits: self.hits.clone(),
+            seen: self.seen.clone(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_healthy(&self, ok: bool) {
+        self.healthy.store(ok, Ordering::SeqCst);
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn last_seen(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("origin saw a request")
+    }
+}
+
+#[derive(Clone)]
+struct OriginState {
+    name: String,
+    healthy: Arc<AtomicBool>,
+    hits: Arc<AtomicUsize>,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl OriginState {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_owned();
+        let probe = req
+            .headers()
+            .get("user-agent")
+            .is_some_and(|ua| ua == "tokenroute-health");
+        if path == "/health" || probe {
+            let status = if self.healthy.load(Ordering::SeqCst) {
+                200
+            } else {
+                503
+            };
+            return Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+        }
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        let method = req.method().to_string();
+        let target = req.uri().to_string();
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        self.seen.lock().unwrap().push(Seen {
+            method,
+            target,
+            headers,
+            body: body.clone(),
+        });
+        if path == "/slow" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("x-served-by", &self.name)
+            .header("connection", "keep-alive, x-origin-hop")
+            .header("x-origin-hop", "must not reach the client")
+            .header("keep-alive", "timeout=5")
+            .body(Full::new(body))
+            .unwrap()
+    }
+}
+
+/// A running proxy on 127.0.0.1:0.
+pub struct ProxyHandle {
+    pub addr: SocketAddr,
+    pub proxy: Proxy,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProxyHandle {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Triggers graceful shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Config text with one listener on port 0 and the given nodes; `extra` is appended (other sections).
+pub fn config_text(nodes: &[(&str, String)], extra: &str) -> String {
+    let mut text = String::from("[[listener]]\naddress = \"127.0.0.1:0\"\n\n");
+    for (name, url) in nodes {
+        text.push_str(&format!(
+            "[[upstream.node]]\nname = \"{name}\"\nurl = \"{url}\"\n\n"
+        ));
+    }
+    text.push_str(extra);
+    text
+}
+
+/// Starts a proxy from config text (relative paths resolve against `base_dir`, default the temp dir).
+pub async fn spawn_proxy(text: &str) -> ProxyHandle {
+    spawn_proxy_in(text, &std::env::temp_dir()).await
+}
+
+pub async fn spawn_proxy_in(text: &str, base_dir: &std::path::Path) -> ProxyHandle {
+    let config = config::parse(text, std::path::Path::new("test.toml"), base_dir)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listeners = server::bind(&config).await.unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    let proxy = Proxy::new(config);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(listeners, proxy.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    ProxyHandle {
+        addr,
+        proxy,
+        stop: Some(stop_tx),
+        task,
+    }
+}
+
+/// Sends raw bytes and reads the whole response until the server closes or `Connection: close` applies.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An HTTP/1.1 client (no pooling surprises: one connection per request is fine for tests).
+pub fn http1_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a GET and returns status, `x-served-by` and body.
+pub async fn get(url: &str) -> (StatusCode, String, String) {
+    let response = http1_client().get(url.parse().unwrap()).await.unwrap();
+    let status = response.status();
+    let served_by = response
+        .headers()
+        .get("x-served-by")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        served_by,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// Polls `condition` until it holds or `deadline` passes; panics with `what` on timeout.
+pub async fn eventually(what: &str, deadline: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if condition().await {
+            return;
+        }
+        if tokio::time::Instant::now() > until {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A throwaway CA and leaf certificates for `names`, written as PEM files in a fresh temp directory.
+pub struct TestPki {
+    pub dir: PathBuf,
+    pub ca_pem: String,
+}
+
+impl TestPki {
+    /// Creates a CA and one leaf per entry of `leaves` (file stem, SAN names).
+    pub fn new(leaves: &[(&str, &[&str])]) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tokenroute-pki-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "tokenroute test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let ca_pem = ca.pem();
+        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+        for (stem, names) in leaves {
+            let key = KeyPair::generate().unwrap();
+            let params =
+                CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                    .unwrap();
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+        }
+        TestPki { dir, ca_pem }
+    }
+
+    /// A rustls client config trusting this CA, offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
