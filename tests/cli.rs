@@ -1,0 +1,92 @@
+//! The `tokenroute` binary: `check` reports every bad key, `run` serves and drains on SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tokenroute-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_accepts_the_shipped_config() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
+        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn check_lists_every_bad_key_and_value_and_exits_non_zero() {
+    let path = temp_file(
+        "bad",
+        "[[listener]]\naddress = \"localhost\"\n[upstream]\nconnect_timeout = \"soon\"\n[[upstream.node]]\nname = \"a\"\nurl = \"ftp://x\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "listener[0].address = \"localhost\"",
+        "upstream.connect_timeout = \"soon\"",
+        "upstream.node[0].url = \"ftp://x\"",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_names_the_line_of_an_unknown_key() {
+    let path = temp_file("typo", "[[listener]]\naddress = \"127.0.0.1:0\"\nmax_conections = 5\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(":3:") && stderr.contains("max_conections"), "{stderr}");
+}
+
+#[tokio::test]
+async fn run_serves_requests_and_exits_zero_on_sigterm() {
+    let origin = Origin::start("n1").await;
+    let path = temp_file("run", &config_text(&[("n1", origin.url())], ""));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                let _ = addr_tx.send(addr);
+            }
+        }
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(20)).expect("the proxy logs its address");
+    let (status, served_by, _) = get(&format!("http://{addr}/x")).await;
+    assert_eq!((status.as_u16(), served_by.as_str()), (200, "n1"));
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
