@@ -77,3 +77,58 @@ pub enum AffinityError {
         path: PathBuf,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::{extract_request, Preset, Rules};
+    use http::Request;
+
+    /// BRIEF 2.1: nothing a client sends inserts an entry. Requests carrying 100 000 distinct unknown
+    /// credentials in every place go through extraction and lookup, as the proxy does, and the table stays
+    /// exactly as it was.
+    #[test]
+    fn unknown_credentials_never_grow_the_table() {
+        let rules = Rules::from_presets(&[Preset::Oslc, Preset::OAuth2]);
+        let key = FingerprintKey::generate();
+        let table = Table::new(1_000);
+        let now = 1_700_000_000;
+        let issuer = NodeId::new(0).unwrap();
+        let known = key.fingerprint("known-key");
+        table.learn(
+            known,
+            crate::oauth::CredentialKind::ConsumerKey,
+            issuer,
+            rules.ttl(crate::oauth::CredentialKind::ConsumerKey),
+            now,
+        );
+        let before = table.stats();
+
+        let mut lookups = 0usize;
+        for i in 0..100_000u32 {
+            let (parts, body) = Request::builder()
+                .method("POST")
+                .uri(format!("/cqweb/oauth-access-token?oauth_verifier=v{i}"))
+                .header(
+                    "authorization",
+                    format!("OAuth oauth_consumer_key=\"ck{i}\", oauth_token=\"t{i}\""),
+                )
+                .header("cookie", format!("JSESSIONID=s{i}:c1"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("oauth_token=t{i}"))
+                .unwrap()
+                .into_parts();
+            let creds = extract_request(&parts, Some(body.as_bytes()), &rules);
+            assert_eq!(creds.candidates.len(), 4);
+            for candidate in &creds.candidates {
+                let fp = key.fingerprint(candidate.value.expose());
+                assert!(table.lookup(fp, now).is_none());
+                lookups += 1;
+            }
+        }
+        assert_eq!(lookups, 400_000);
+        assert_eq!(table.stats(), before);
+        assert_eq!(table.len(), 1);
+        assert!(table.lookup(known, now).is_some());
+    }
+}
