@@ -52,6 +52,11 @@ impl CredentialKind {
         CredentialKind::SessionCookie,
     ];
 
+    /// This kind's position in [`CredentialKind::ALL`], for per-kind arrays (TTLs, counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The routing rule this kind falls under.
     pub fn specificity(self) -> Specificity {
         match self {
@@ -73,6 +78,18 @@ impl CredentialKind {
             CredentialKind::RefreshToken => "refresh_token",
             CredentialKind::ClientId => "client_id",
             CredentialKind::SessionCookie => "session_cookie",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, kind) in CredentialKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), i);
         }
     }
 }

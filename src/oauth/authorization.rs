@@ -1,0 +1,371 @@
+//! The `Authorization` request header: OAuth 1.0a (RFC 5849 §3.5.1) and Bearer (RFC 6750 §2.1).
+//!
+//! The parser works on raw header bytes (clients send anything) and never panics. For `OAuth` it follows the
+//! RFC 7235 `auth-param` grammar: `name BWS "=" BWS ( token / quoted-string )`, comma-separated, with optional
+//! whitespace around `,` and `=` and empty list elements tolerated. Names and values are percent-decoded exactly
+//! once (RFC 5849 §3.6, `+` stays `+`). `realm` is ignored. A parameter given twice is [`OAuthError::Ambiguous`]:
+//! the proxy must not guess which one the backend will use.
+
+use crate::oauth::{percent, CredentialValue, OAuthError};
+
+/// The most parameters an `OAuth` header may carry. A real one has about eight; the cap bounds the
+/// duplicate check on hostile input.
+pub const MAX_PARAMS: usize = 64;
+
+/// A parsed `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// `OAuth ...`: the decoded protocol parameters (without `realm`).
+    OAuth(OAuthParams),
+    /// `Bearer <b64token>`.
+    Bearer(CredentialValue),
+    /// Any other scheme (`Basic`, `Negotiate`, ...): carries nothing tokenroute routes on.
+    Other,
+}
+
+/// Decoded `OAuth` header parameters, in header order, each name once. Values stay redacted in `Debug`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OAuthParams {
+    params: Vec<(String, CredentialValue)>,
+}
+
+impl OAuthParams {
+    /// The value of parameter `name` (names are case-sensitive, RFC 5849 §3.4.1.3.1).
+    pub fn get(&self, name: &str) -> Option<&CredentialValue> {
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The parameters in header order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &CredentialValue)> {
+        self.params.iter().map(|(n, v)| (n.as_str(), v))
+    }
+
+    /// How many parameters there are.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+}
+
+/// Parses one `Authorization` header value.
+///
+/// An unknown scheme is `Ok(Authorization::Other)`, not an error: only `OAuth` and `Bearer` headers that break
+/// their own grammar are errors.
+pub fn parse(value: &[u8]) -> Result<Authorization, OAuthError> {
+    let mut cur = Cursor { s: value, i: 0 };
+    cur.skip_ws();
+    let scheme = cur.take_while(is_tchar);
+    if scheme.is_empty() {
+        return Err(OAuthError::Malformed("missing scheme"));
+    }
+    if !cur.at_end() && !cur.skip_ws() {
+        // `take_while(is_tchar)` stopped on something that is neither whitespace nor the end.
+        return Err(OAuthError::Malformed("invalid character in scheme"));
+    }
+    if scheme.eq_ignore_ascii_case(b"OAuth") {
+        parse_oauth_params(&mut cur).map(Authorization::OAuth)
+    } else if scheme.eq_ignore_ascii_case(b"Bearer") {
+        parse_bearer(&mut cur)
+    } else {
+        Ok(Authorization::Other)
+    }
+}
+
+fn parse_oauth_params(cur: &mut Cursor<'_>) -> Result<OAuthParams, OAuthError> {
+    let mut params: Vec<(String, CredentialValue)> = Vec::new();
+    loop {
+        cur.skip_ws();
+        if cur.at_end() {
+            break;
+        }
+        if cur.eat(b',') {
+            continue; // empty list element (RFC 7230 §7)
+        }
+        let raw_name = cur.take_while(is_tchar);
+        if raw_name.is_empty() {
+            return Err(OAuthError::Malformed("expected a parameter name"));
+        }
+        cur.skip_ws();
+        if !cur.eat(b'=') {
+            return Err(OAuthError::Malformed("expected '=' after a parameter name"));
+        }
+        cur.skip_ws();
+        let raw_value = if cur.eat(b'"') {
+            let v = cur.take_while(|b| b != b'"');
+            if !cur.eat(b'"') {
+                return Err(OAuthError::Malformed("unterminated quoted value"));
+            }
+            // Percent-encoded values are plain visible ASCII; a backslash would be a quoted-pair, which no
+            // OAuth client produces, so it is refused rather than interpreted.
+            if v.iter().any(|&b| !(0x21..0x7f).contains(&b) || b == b'\\') {
+                return Err(OAuthError::Malformed("invalid character in a quoted value"));
+            }
+            v
+        } else {
+            cur.take_while(is_tchar)
+        };
+        cur.skip_ws();
+        if !cur.at_end() && !cur.eat(b',') {
+            return Err(OAuthError::Malformed("expected ',' between parameters"));
+        }
+
+        let name = decode(raw_name)?;
+        if name.eq_ignore_ascii_case("realm") {
+            continue;
+        }
+        if params.iter().any(|(n, _)| *n == name) {
+            return Err(OAuthError::Ambiguous);
+        }
+        if params.len() == MAX_PARAMS {
+            return Err(OAuthError::TooManyParameters { max: MAX_PARAMS });
+        }
+        params.push((name, CredentialValue::new(decode(raw_value)?)));
+    }
+    Ok(OAuthParams { params })
+}
+
+fn parse_bearer(cur: &mut Cursor<'_>) -> Result<Authorization, OAuthError> {
+    // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let body = cur.take_while(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if body.is_empty() {
+        return Err(OAuthError::Malformed("missing bearer token"));
+    }
+    let padding = cur.take_while(|b| b == b'=');
+    cur.skip_ws();
+    if !cur.at_end() {
+        return Err(OAuthError::Malformed("invalid character in bearer token"));
+    }
+    let mut token = String::with_capacity(body.len() + padding.len());
+    // Both slices hold only ASCII, checked above.
+    token.extend(body.iter().chain(padding).map(|&b| b as char));
+    Ok(Authorization::Bearer(CredentialValue::new(token)))
+}
+
+fn decode(raw: &[u8]) -> Result<String, OAuthError> {
+    // `raw` holds only visible ASCII here (tchar or checked quoted content), so it is valid UTF-8.
+    let s = std::str::from_utf8(raw).map_err(|_| OAuthError::Malformed("non-ASCII parameter"))?;
+    percent::decode(s).map_err(OAuthError::Encoding)
+}
+
+/// RFC 7230 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn at_end(&self) -> bool {
+        self.i >= self.s.len()
+    }
+
+    /// Skips spaces and tabs; says whether it skipped any.
+    fn skip_ws(&mut self) -> bool {
+        !self.take_while(|b| b == b' ' || b == b'\t').is_empty()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        if self.s.get(self.i) == Some(&b) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn take_while(&mut self, pred: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.i;
+        while self.s.get(self.i).is_some_and(|&b| pred(b)) {
+            self.i += 1;
+        }
+        &self.s[start..self.i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth(header: &str) -> OAuthParams {
+        match parse(header.as_bytes()) {
+            Ok(Authorization::OAuth(p)) => p,
+            other => panic!("{header:?} parsed as {other:?}"),
+        }
+    }
+
+    fn value<'a>(p: &'a OAuthParams, name: &str) -> Option<&'a str> {
+        p.get(name).map(|v| v.expose())
+    }
+
+    #[test]
+    fn rfc5849_example_header_parses_and_ignores_realm() {
+        let p = oauth(
+            r#"OAuth realm="Example", oauth_consumer_key="9djdj82h48djs9d2", oauth_token="kkk9d7dh3k39sjv7", oauth_signature_method="HMAC-SHA1", oauth_timestamp="137131201", oauth_nonce="7d8f3e4a", oauth_signature="bYT5CMsGcbgUdFHObYMEfcx6bsw%3D""#,
+        );
+        assert_eq!(value(&p, "oauth_consumer_key"), Some("9djdj82h48djs9d2"));
+        assert_eq!(value(&p, "oauth_token"), Some("kkk9d7dh3k39sjv7"));
+        assert_eq!(
+            value(&p, "oauth_signature"),
+            Some("bYT5CMsGcbgUdFHObYMEfcx6bsw=")
+        );
+        assert_eq!(value(&p, "realm"), None);
+        assert_eq!(p.len(), 6);
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive_and_whitespace_is_tolerated() {
+        for header in [
+            r#"oauth oauth_token="t""#,
+            r#"OAUTH   oauth_token = "t" ,oauth_nonce="n""#,
+            "\tOAuth\toauth_token=\t\"t\"\t,\t,oauth_nonce=n  ",
+            r#"OAuth oauth_token=t,"#,
+        ] {
+            assert_eq!(
+                value(&oauth(header), "oauth_token"),
+                Some("t"),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_and_values_are_percent_decoded_exactly_once() {
+        let p = oauth(r#"OAuth oauth_token="a%2520b%2Bc+d", oauth%5Fnonce="x""#);
+        assert_eq!(value(&p, "oauth_token"), Some("a%20b+c+d"));
+        assert_eq!(value(&p, "oauth_nonce"), Some("x"));
+    }
+
+    #[test]
+    fn bare_scheme_has_no_parameters() {
+        assert!(oauth("OAuth").is_empty());
+        assert!(oauth("OAuth   ").is_empty());
+    }
+
+    #[test]
+    fn duplicated_parameter_is_ambiguous_even_with_equal_values() {
+        for header in [
+            r#"OAuth oauth_token="a", oauth_token="b""#,
+            r#"OAuth oauth_token="a", oauth_token="a""#,
+            r#"OAuth oauth_token="a", oauth%5Ftoken="b""#,
+        ] {
+            assert_eq!(
+                parse(header.as_bytes()),
+                Err(OAuthError::Ambiguous),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_oauth_headers_are_errors() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"   ",
+            b"OAuth oauth_token",
+            b"OAuth oauth_token=\"abc",
+            b"OAuth oauth_token=\"a\"b\"",
+            b"OAuth oauth_token=\"a\" oauth_nonce=\"b\"",
+            b"OAuth =\"a\"",
+            b"OAuth oauth_token=\"a b\"",
+            b"OAuth oauth_token=\"a\\\"b\"",
+            b"OAuth oauth_token=\"\xff\"",
+            b"OAuth \xc3\xa9=\"a\"",
+            b"OAuth, oauth_token=\"a\"",
+            b"OAuth\x00 oauth_token=\"a\"",
+            b"\"OAuth\"",
+        ];
+        for &case in cases {
+            assert!(
+                matches!(parse(case), Err(OAuthError::Malformed(_))),
+                "{:?} -> {:?}",
+                String::from_utf8_lossy(case),
+                parse(case)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_percent_escapes_are_encoding_errors() {
+        for header in [
+            r#"OAuth oauth_token="%zz""#,
+            r#"OAuth oauth_token="%4""#,
+            r#"OAuth oauth_token="%FF""#,
+            r#"OAuth oauth_%="x""#,
+        ] {
+            assert!(
+                matches!(parse(header.as_bytes()), Err(OAuthError::Encoding(_))),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_parameters_are_refused() {
+        let mut header = String::from("OAuth ");
+        for i in 0..=MAX_PARAMS {
+            header.push_str(&format!("p{i}=\"v\","));
+        }
+        assert_eq!(
+            parse(header.as_bytes()),
+            Err(OAuthError::TooManyParameters { max: MAX_PARAMS })
+        );
+    }
+
+    #[test]
+    fn huge_header_is_parsed_without_trouble() {
+        let long = "a".repeat(1 << 20);
+        let p = oauth(&format!("OAuth oauth_token=\"{long}\""));
+        assert_eq!(value(&p, "oauth_token").map(str::len), Some(1 << 20));
+        assert!(parse(format!("OAuth oauth_token=\"{long}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn bearer_tokens_follow_rfc6750_syntax() {
+        let ok: &[(&str, &str)] = &[
+            ("Bearer mF_9.B5f-4.1JqM", "mF_9.B5f-4.1JqM"),
+            ("bearer abc+/==", "abc+/=="),
+            ("  BEARER  xyz~  ", "xyz~"),
+        ];
+        for &(header, token) in ok {
+            match parse(header.as_bytes()) {
+                Ok(Authorization::Bearer(v)) => assert_eq!(v.expose(), token),
+                other => panic!("{header:?} -> {other:?}"),
+            }
+        }
+        for header in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer =abc",
+            "Bearer a=b",
+            "Bearer é",
+        ] {
+            assert!(
+                matches!(parse(header.as_bytes()), Err(OAuthError::Malformed(_))),
+                "{header:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_carry_nothing() {
+        assert_eq!(parse(b"Basic dXNlcjpwYXNz"), Ok(Authorization::Other));
+        assert_eq!(parse(b"OAuthish x=\"y\""), Ok(Authorization::Other));
+        assert_eq!(parse(b"Negotiate"), Ok(Authorization::Other));
+    }
+
+    #[test]
+    fn debug_output_never_contains_values() {
+        let auth = parse(br#"OAuth oauth_token="canary-token-123""#).unwrap();
+        assert!(!format!("{auth:?}").contains("canary"));
+        let bearer = parse(b"Bearer canary-bearer").unwrap();
+        assert!(!format!("{bearer:?}").contains("canary"));
+    }
+}
