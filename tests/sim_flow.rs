@@ -770,3 +770,22 @@ async fn unreachable_target_fails_every_flow_at_discovery() {
     assert!(report.render_table().ends_with("0 passed, 3 failed"));
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn node_speaks_http2_with_prior_knowledge() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let cluster = Cluster::builder().nodes(1).start().await.unwrap();
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let uri = format!("{}/cqweb/health", cluster.node_urls()[0]);
+    let resp = client.get(uri.parse().unwrap()).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.headers()["x-served-by"], "lbcq_1");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    cluster.shutdown().await;
+}
