@@ -12,10 +12,12 @@
 //! - [`oauth`]: pure extraction of credentials from requests and responses (RFC 5849, RFC 6749/6750).
 //! - [`affinity`]: the learned table of credential fingerprints → owner sets, and its persistence.
 //! - [`sim`]: the stand-in for unmodified ClearQuest-Web-like nodes and a signing OAuth 1.0a consumer.
+//! - [`demo`]: `tokenroute demo`, the technote reproduced behind a plain balancer and behind tokenroute.
 //! - [`secret`]: the redacting newtype every secret travels in.
 
 pub mod affinity;
 pub mod config;
+pub mod demo;
 pub mod oauth;
 pub mod proxy;
 pub mod secret;

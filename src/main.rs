@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokenroute::{config, proxy::Proxy, server};
+use tokenroute::sim::cli::{FlowArgs, SimNodesArgs};
+use tokenroute::{config, demo, proxy::Proxy, server, sim};
 
 /// A reverse proxy and load balancer that routes OAuth flows to the node that can honour them.
 #[derive(Debug, Parser)]
@@ -24,19 +25,45 @@ enum Command {
     Run,
     /// Validate the configuration file and print every error found.
     Check,
+    /// Reproduce the technote: signed OAuth flows through a plain balancer and through tokenroute.
+    Demo(demo::DemoArgs),
+    /// Run stand-in ClearQuest-Web-like nodes sharing one repository (for trying tokenroute by hand).
+    SimNodes(SimNodesArgs),
+    /// Play signed OAuth 1.0a friendship flows against a target and print a per-step report.
+    Flow(FlowArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The proxy logs at info by default; the tools print reports, so only warnings interleave with them.
+    let default_level = match cli.command {
+        None | Some(Command::Run) | Some(Command::Check) => "info",
+        Some(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run_proxy(&cli.config),
         Command::Check => check(&cli.config),
+        Command::Demo(args) => tool_runtime().and_then(|rt| {
+            let outcome = rt.block_on(demo::run(&args))?;
+            println!("{}", demo::render(&outcome));
+            Ok(exit(outcome.demonstrated()))
+        }),
+        Command::SimNodes(args) => tool_runtime().and_then(|rt| {
+            rt.block_on(sim::cli::sim_nodes(args, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Flow(args) => tool_runtime().and_then(|rt| {
+            let report = rt.block_on(sim::cli::flow(args))?;
+            Ok(exit(report.failed() == 0))
+        }),
     };
     match result {
         Ok(code) => code,
@@ -45,6 +72,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn exit(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The runtime for the tools (demo, stand-in nodes, consumer): default size, not configurable.
+fn tool_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
 }
 
 fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -75,7 +115,7 @@ fn run_proxy(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let runtime = runtime.build().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listeners = server::bind(&config).await?;
-        let proxy = Proxy::new(config);
+        let proxy = Proxy::new(config)?;
         server::run(listeners, proxy, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })

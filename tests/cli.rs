@@ -19,10 +19,18 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 #[test]
 fn check_accepts_the_shipped_config() {
     let out = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
-        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")])
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }
 
@@ -50,7 +58,10 @@ fn check_lists_every_bad_key_and_value_and_exits_non_zero() {
 
 #[test]
 fn check_names_the_line_of_an_unknown_key() {
-    let path = temp_file("typo", "[[listener]]\naddress = \"127.0.0.1:0\"\nmax_conections = 5\n");
+    let path = temp_file(
+        "typo",
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nmax_conections = 5\n",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
         .args(["check", "--config"])
         .arg(&path)
@@ -58,7 +69,22 @@ fn check_names_the_line_of_an_unknown_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(":3:") && stderr.contains("max_conections"), "{stderr}");
+    assert!(
+        stderr.contains(":3:") && stderr.contains("max_conections"),
+        "{stderr}"
+    );
+}
+
+/// Kills the child if the test fails before it exits on its own.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 #[tokio::test]
@@ -73,6 +99,8 @@ async fn run_serves_requests_and_exits_zero_on_sigterm() {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let pid = child.id();
+    let mut guard = KillOnDrop(Some(child));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -82,11 +110,20 @@ async fn run_serves_requests_and_exits_zero_on_sigterm() {
             }
         }
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(20)).expect("the proxy logs its address");
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the proxy logs its address");
     let (status, served_by, _) = get(&format!("http://{addr}/x")).await;
     assert_eq!((status.as_u16(), served_by.as_str()), (200, "n1"));
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let mut child = guard.0.take().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(0));
 }

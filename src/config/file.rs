@@ -28,6 +28,12 @@ pub struct FileConfig {
     /// Active health checks.
     #[serde(default)]
     pub health: HealthFile,
+    /// Token-aware routing: what to learn and where to look.
+    #[serde(default)]
+    pub routing: RoutingFile,
+    /// The learned table: size, persistence.
+    #[serde(default)]
+    pub affinity: AffinityFile,
 }
 
 /// `[runtime]`
@@ -287,4 +293,107 @@ fn default_rise() -> u32 {
 }
 fn default_fall() -> u32 {
     3
+}
+
+/// `[routing]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingFile {
+    /// Learn OAuth credentials from responses and route requests carrying them (off: a plain balancer).
+    #[serde(default = "default_true")]
+    pub token_aware: bool,
+    /// Learn session cookies and route them to their node (sticky sessions).
+    #[serde(default = "default_true")]
+    pub session_affinity: bool,
+    /// Endpoint rule sets: "oslc" (Jazz / ClearQuest Web), "oauth2".
+    #[serde(default = "default_presets")]
+    pub presets: Vec<String>,
+    /// Session cookie names.
+    #[serde(default = "default_session_cookies")]
+    pub session_cookies: Vec<String>,
+    /// Cap on a buffered OAuth request or response body.
+    #[serde(default = "default_max_body")]
+    pub max_body: String,
+    /// Read every form body for OAuth parameters, not only those of configured endpoints.
+    #[serde(default = "default_true")]
+    pub all_form_bodies: bool,
+    /// Extra endpoint rules.
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<EndpointFile>,
+    /// Time to live of learned credentials, by kind (e.g. `request_token = "1h"`).
+    #[serde(default)]
+    pub ttl: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RoutingFile {
+    fn default() -> Self {
+        RoutingFile {
+            token_aware: true,
+            session_affinity: true,
+            presets: default_presets(),
+            session_cookies: default_session_cookies(),
+            max_body: default_max_body(),
+            all_form_bodies: true,
+            endpoints: Vec::new(),
+            ttl: Default::default(),
+        }
+    }
+}
+
+fn default_presets() -> Vec<String> {
+    vec!["oslc".into()]
+}
+fn default_session_cookies() -> Vec<String> {
+    vec!["JSESSIONID".into()]
+}
+fn default_max_body() -> String {
+    "64KiB".into()
+}
+
+/// `[[routing.endpoint]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointFile {
+    /// Matched against the end of the request path.
+    pub path_suffix: String,
+    /// What the endpoint does (e.g. "request_token", "oauth2_token").
+    pub role: String,
+}
+
+/// `[affinity]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffinityFile {
+    /// Most learned credentials kept; past it the soonest-expiring are evicted.
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
+    /// Snapshot file, written periodically and on shutdown, read at start; unset: no persistence.
+    pub snapshot_path: Option<String>,
+    /// Time between two snapshots.
+    #[serde(default = "default_snapshot_interval")]
+    pub snapshot_interval: String,
+    /// Time between two sweeps of expired entries.
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval: String,
+}
+
+impl Default for AffinityFile {
+    fn default() -> Self {
+        AffinityFile {
+            max_entries: default_max_entries(),
+            snapshot_path: None,
+            snapshot_interval: default_snapshot_interval(),
+            sweep_interval: default_sweep_interval(),
+        }
+    }
+}
+
+fn default_max_entries() -> usize {
+    1_000_000
+}
+fn default_snapshot_interval() -> String {
+    "60s".into()
+}
+fn default_sweep_interval() -> String {
+    "30s".into()
 }

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use validate::{
-    Config, ConfigError, Forwarding, Health, Limits, Listener, NodeSpec, Runtime, Upstream,
+    Affinity, Config, ConfigError, Forwarding, Health, Limits, Listener, NodeSpec, Routing,
+    Runtime, Upstream,
 };
 
 /// Why a config file could not be used.
@@ -166,6 +167,21 @@ weight = 0
 
 [health]
 rise = 0
+
+[routing]
+presets = ["saml"]
+max_body = "lots"
+session_cookies = ["bad cookie"]
+ttl = { request_token = "1h", bogus = "1h", access_token = "0s" }
+[[routing.endpoint]]
+path_suffix = "no-slash"
+role = "request_token"
+[[routing.endpoint]]
+path_suffix = "/x"
+role = "magic"
+
+[affinity]
+max_entries = 0
 "#;
         let keys = invalid_keys(text);
         for want in [
@@ -178,6 +194,14 @@ rise = 0
             "upstream.node[1].url",
             "upstream.node[1].weight",
             "health.rise",
+            "routing.presets[0]",
+            "routing.max_body",
+            "routing.session_cookies",
+            "routing.ttl.bogus",
+            "routing.ttl.access_token",
+            "routing.endpoint[0].path_suffix",
+            "routing.endpoint[1].role",
+            "affinity.max_entries",
         ] {
             assert!(keys.iter().any(|k| k == want), "missing {want} in {keys:?}");
         }
@@ -227,6 +251,13 @@ rise = 0
             defaults.runtime.drain_timeout
         );
         assert_eq!(shipped.upstream.nodes.len(), 3);
+        assert_eq!(shipped.routing.rules, defaults.routing.rules);
+        assert_eq!(shipped.routing.token_aware, defaults.routing.token_aware);
+        assert_eq!(shipped.affinity.max_entries, defaults.affinity.max_entries);
+        assert_eq!(
+            shipped.affinity.sweep_interval,
+            defaults.affinity.sweep_interval
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +14,13 @@ use http::uri::{Authority, Scheme};
 use thiserror::Error;
 
 use super::cidr::Cidr;
-use super::file::{FileConfig, HealthFile, LimitsFile, ListenerFile, NodeFile, UpstreamFile};
+use super::file::{
+    AffinityFile, FileConfig, HealthFile, LimitsFile, ListenerFile, NodeFile, RoutingFile,
+    UpstreamFile,
+};
 use super::units::{parse_duration, parse_size};
 use crate::affinity::MAX_NODES;
+use crate::oauth::{CredentialKind, EndpointRole, EndpointRule, Preset, Rules};
 use crate::upstream::balance::Policy;
 
 /// One refused value: which key, what it held, and why.
@@ -46,6 +50,34 @@ pub struct Config {
     pub upstream: Upstream,
     /// Active health checks; `None` when disabled.
     pub health: Option<Health>,
+    /// Token-aware routing.
+    pub routing: Routing,
+    /// The learned table.
+    pub affinity: Affinity,
+}
+
+/// `[routing]`, validated.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    /// Learn and route on OAuth credentials.
+    pub token_aware: bool,
+    /// Learn and route on session cookies.
+    pub session_affinity: bool,
+    /// Where credentials are, how long they live, the body cap.
+    pub rules: Arc<Rules>,
+}
+
+/// `[affinity]`, validated.
+#[derive(Debug, Clone)]
+pub struct Affinity {
+    /// Table bound.
+    pub max_entries: NonZeroUsize,
+    /// Snapshot file (its fingerprint key sits beside it as `<file>.key`).
+    pub snapshot_path: Option<PathBuf>,
+    /// Snapshot period.
+    pub snapshot_interval: Duration,
+    /// Sweep period.
+    pub sweep_interval: Duration,
 }
 
 /// `[runtime]`, validated.
@@ -217,6 +249,8 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, Vec<Config
     };
     let upstream = upstream(&file.upstream, base_dir, &mut errors);
     let health = health(&file.health, &mut errors);
+    let routing = routing(&file.routing, &mut errors);
+    let affinity = affinity(&file.affinity, base_dir, &mut errors);
 
     if errors.0.is_empty() {
         Ok(Config {
@@ -226,6 +260,8 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, Vec<Config
             forwarding,
             upstream,
             health,
+            routing,
+            affinity,
         })
     } else {
         Err(errors.0)
@@ -479,4 +515,101 @@ fn health(file: &HealthFile, errors: &mut Errors) -> Option<Health> {
         fall: fall?,
     })
     .filter(|_| file.enabled)
+}
+
+fn routing(file: &RoutingFile, errors: &mut Errors) -> Routing {
+    let mut presets = Vec::new();
+    for (i, name) in file.presets.iter().enumerate() {
+        match name.as_str() {
+            "oslc" => presets.push(Preset::Oslc),
+            "oauth2" => presets.push(Preset::OAuth2),
+            _ => errors.push(
+                format!("routing.presets[{i}]"),
+                format!("{name:?}"),
+                "expected \"oslc\" or \"oauth2\"",
+            ),
+        }
+    }
+    let mut rules = Rules::from_presets(&presets);
+    for (i, e) in file.endpoints.iter().enumerate() {
+        let key = format!("routing.endpoint[{i}]");
+        let role = match serde_json::from_value::<EndpointRole>(serde_json::Value::String(
+            e.role.clone(),
+        )) {
+            Ok(r) => r,
+            Err(_) => {
+                errors.push(
+                    format!("{key}.role"),
+                    format!("{:?}", e.role),
+                    "expected one of consumer_registration, consumer_approval, request_token, authorize, \
+                     access_token, oauth2_authorize, oauth2_token, oauth2_registration",
+                );
+                continue;
+            }
+        };
+        let rule = EndpointRule {
+            path_suffix: e.path_suffix.clone(),
+            role,
+        };
+        if let Err(m) = rules.add_endpoint(rule) {
+            errors.push(
+                format!("{key}.path_suffix"),
+                format!("{:?}", e.path_suffix),
+                m.to_string(),
+            );
+        }
+    }
+    if let Err(m) = rules.set_cookie_names(file.session_cookies.iter().cloned()) {
+        errors.push(
+            "routing.session_cookies",
+            format!("{:?}", file.session_cookies),
+            m.to_string(),
+        );
+    }
+    let max_body = errors.size("routing.max_body", &file.max_body);
+    if max_body != 0 && max_body > 16 << 20 {
+        errors.push(
+            "routing.max_body",
+            format!("{:?}", file.max_body),
+            "at most 16MiB",
+        );
+    }
+    rules.set_max_body(max_body as usize);
+    rules.set_all_form_bodies(file.all_form_bodies);
+    for (name, text) in &file.ttl {
+        let key = format!("routing.ttl.{name}");
+        match CredentialKind::ALL.iter().find(|k| k.as_str() == name) {
+            Some(&kind) => {
+                let ttl = errors.positive_duration(&key, text);
+                rules.set_ttl(kind, ttl);
+            }
+            None => errors.push(
+                key,
+                format!("{text:?}"),
+                format!(
+                    "unknown credential kind; expected one of {}",
+                    CredentialKind::ALL.map(|k| k.as_str()).join(", ")
+                ),
+            ),
+        }
+    }
+    Routing {
+        token_aware: file.token_aware,
+        session_affinity: file.session_affinity,
+        rules: Arc::new(rules),
+    }
+}
+
+fn affinity(file: &AffinityFile, base_dir: &Path, errors: &mut Errors) -> Affinity {
+    let max_entries = NonZeroUsize::new(file.max_entries).unwrap_or_else(|| {
+        errors.push("affinity.max_entries", 0, "must be at least 1");
+        NonZeroUsize::MIN
+    });
+    Affinity {
+        max_entries,
+        snapshot_path: file.snapshot_path.as_ref().map(|p| base_dir.join(p)),
+        snapshot_interval: errors
+            .positive_duration("affinity.snapshot_interval", &file.snapshot_interval),
+        sweep_interval: errors.positive_duration("affinity.sweep_interval", &file.sweep_interval),
+    }
 }

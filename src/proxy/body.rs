@@ -183,6 +183,81 @@ where
     }
 }
 
+/// The result of [`read_prefix`].
+#[derive(Debug)]
+pub enum Prefix<B> {
+    /// The whole body, within the limit.
+    Complete(Bytes),
+    /// The body is larger than the limit: what was read, and the unread rest.
+    TooLarge {
+        /// Bytes read so far (a little over the limit).
+        head: Bytes,
+        /// The rest of the body.
+        rest: B,
+    },
+}
+
+/// Reads a body up to `limit` bytes; a larger body comes back as its head and the unread rest, so it can still
+/// be relayed intact (see [`Prefixed`]). Trailers of a body read whole are dropped.
+pub async fn read_prefix<B>(mut body: B, limit: usize) -> Result<Prefix<B>, BodyError>
+where
+    B: Body<Data = Bytes, Error = BodyError> + Unpin,
+{
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok(Prefix::TooLarge {
+                    head: buf.freeze(),
+                    rest: body,
+                });
+            }
+        }
+    }
+    Ok(Prefix::Complete(buf.freeze()))
+}
+
+/// A body made of bytes already read followed by the rest of the original body.
+#[derive(Debug)]
+pub struct Prefixed<B> {
+    head: Option<Bytes>,
+    rest: B,
+}
+
+impl<B> Prefixed<B> {
+    /// `head` then `rest`.
+    pub fn new(head: Bytes, rest: B) -> Self {
+        Prefixed {
+            head: Some(head),
+            rest,
+        }
+    }
+}
+
+impl<B> Body for Prefixed<B>
+where
+    B: Body<Data = Bytes, Error = BodyError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Some(head) = self.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.rest.is_end_stream()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +267,32 @@ mod tests {
         Full::new(Bytes::from_static(data.as_bytes()))
             .map_err(|never| match never {})
             .boxed()
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_cap_is_read_whole() {
+        let Prefix::Complete(whole) = read_prefix(full("0123456789"), 10).await.unwrap() else {
+            panic!("a 10-byte body fits a 10-byte cap");
+        };
+        assert_eq!(whole, "0123456789");
+        assert!(matches!(
+            read_prefix(full("0123456789"), 9).await.unwrap(),
+            Prefix::TooLarge { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_relayed_intact_from_its_prefix() {
+        let big: &'static str = "abcdefghijklmnopqrstuvwxyz";
+        let Prefix::TooLarge { head, rest } = read_prefix(full(big), 4).await.unwrap() else {
+            panic!("expected too large");
+        };
+        let whole = Prefixed::new(head, rest)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(whole, big);
     }
 
     #[tokio::test]

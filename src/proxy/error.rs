@@ -61,6 +61,15 @@ pub enum ProxyError {
         /// The limit.
         timeout: Duration,
     },
+    /// The node's response body failed while the proxy read it to learn from it.
+    #[error("reading the response body of node {node} failed")]
+    UpstreamBody {
+        /// Node name.
+        node: String,
+        /// The body error.
+        #[source]
+        source: BodyError,
+    },
     /// The exchange with the node failed after the request was (maybe partly) sent.
     #[error("exchange with node {node} failed")]
     Upstream {
@@ -83,7 +92,9 @@ impl ProxyError {
             ProxyError::ClientBody(BodyError::IdleTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoHealthyNode => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamBody { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -109,7 +120,9 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => "request body too large",
             ProxyError::ClientBody(_) => "request body could not be read",
             ProxyError::NoHealthyNode => "no healthy backend node",
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => "backend node unavailable",
+            ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamBody { .. } => "backend node unavailable",
             ProxyError::UpstreamTimeout { .. } => "backend node timed out",
         }
     }

@@ -20,7 +20,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, Limits};
 use crate::proxy::{ConnectionInfo, Proxy};
-use crate::upstream::health;
 
 /// A listener socket, bound and ready.
 pub struct BoundListener {
@@ -77,12 +76,8 @@ pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Fut
     let generation = proxy.current();
     let limits = generation.config.limits.clone();
     let drain_timeout = generation.config.runtime.drain_timeout;
-    let _probers = generation
-        .config
-        .health
-        .as_ref()
-        .map(|h| health::spawn_probers(&generation.pool, h));
     drop(generation);
+    let background = proxy.spawn_background();
 
     let graceful = Arc::new(GracefulShutdown::new());
     let builder = Arc::new(http_builder(&limits));
@@ -112,6 +107,14 @@ pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Fut
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("drained"),
         () = tokio::time::sleep(drain_timeout) => tracing::warn!(?drain_timeout, "drain deadline passed; closing remaining connections"),
+    }
+    drop(background);
+    match proxy.save_snapshot() {
+        Ok(Some(report)) => tracing::info!(?report, "learned table saved"),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %crate::proxy::error::error_chain(&e), "saving the learned table failed")
+        }
     }
 }
 

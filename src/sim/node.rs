@@ -326,15 +326,23 @@ impl NodeState {
         cookies(parts, SESSION_COOKIE).find_map(|v| mem.sessions.get(v).cloned())
     }
 
+    /// The approval prompt (GET) and the approval itself (POST). Like CQ Web, the POST is authorized either by
+    /// an administrator's session or by administrator credentials typed into the prompt; the latter is not a
+    /// login, so it does not refresh this node's registry.
     fn approve(&self, parts: &Parts, body: &[u8]) -> Resp {
-        let Some(user) = self.session_user(parts) else {
-            return text(StatusCode::UNAUTHORIZED, "login required");
-        };
-        if !user.admin {
-            return text(StatusCode::FORBIDDEN, "administrator rights required");
-        }
         let query = query_of(parts);
         let form = form_of(parts, body);
+        if parts.method == Method::POST {
+            let typed = field(&form, "username")
+                .zip(field(&form, "password"))
+                .and_then(|(name, password)| self.repository.authenticate(name, password));
+            let Some(user) = self.session_user(parts).or(typed) else {
+                return text(StatusCode::UNAUTHORIZED, "login required");
+            };
+            if !user.admin {
+                return text(StatusCode::FORBIDDEN, "administrator rights required");
+            }
+        }
         let Some(key) = field(&query, "key").or_else(|| field(&form, "key")) else {
             return text(StatusCode::BAD_REQUEST, "key required");
         };
@@ -353,7 +361,8 @@ impl NodeState {
             let page = format!(
                 "<!doctype html><title>Approve consumer</title>\
                  <form method=\"post\" action=\"/cqweb/oauth-approve-consumer?key={}\">\
-                 <p>Grant access to {}?</p><button name=\"approve\" value=\"yes\">Approve</button></form>",
+                 <p>Grant access to {}?</p><input name=\"username\"><input name=\"password\" type=\"password\">\
+                 <button name=\"approve\" value=\"yes\">Approve</button></form>",
                 html_escape(&encode(key)),
                 html_escape(&record.name)
             );

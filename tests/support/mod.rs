@@ -1,6 +1,8 @@
 //! Test builders: origin servers, a proxy on 127.0.0.1:0, raw and hyper clients, throwaway certificates.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod flow;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -229,7 +231,7 @@ pub async fn spawn_proxy_in(text: &str, base_dir: &std::path::Path) -> ProxyHand
         .unwrap_or_else(|e| panic!("{e}"));
     let listeners = server::bind(&config).await.unwrap();
     let addr = listeners[0].local_addr().unwrap();
-    let proxy = Proxy::new(config);
+    let proxy = Proxy::new(config).unwrap();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(server::run(listeners, proxy.clone(), async {
         let _ = stop_rx.await;
