@@ -75,7 +75,20 @@ async fn front(cluster: &Cluster, token_aware: bool) -> Result<Front, DemoError>
         text,
         "[health]\npath = \"/cqweb/health\"\ninterval = \"1s\"\n[routing]\ntoken_aware = {token_aware}\nsession_affinity = true\n"
     );
-    let config = config::parse(&text, Path::new("demo.toml"), Path::new("."))
+    if token_aware {
+        // The technote's "log in on each server", done by the proxy with a stand-in user.
+        text.push_str(
+            "[refresh]\n[[refresh.exchange]]\npath = \"/cqweb/login\"\n\
+             headers = { \"content-type\" = \"application/x-www-form-urlencoded\" }\n\
+             body = \"username=${DEMO_USER}&password=${DEMO_PASSWORD}\"\n",
+        );
+    }
+    let env = |name: &str| match name {
+        "DEMO_USER" => Some(crate::sim::repository::USER.to_owned()),
+        "DEMO_PASSWORD" => Some(crate::sim::repository::USER_PASSWORD.to_owned()),
+        _ => None,
+    };
+    let config = config::parse_with_env(&text, Path::new("demo.toml"), Path::new("."), &env)
         .map_err(|e| DemoError::Proxy(e.to_string()))?;
     let listeners = server::bind(&config)
         .await

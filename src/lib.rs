@@ -11,6 +11,7 @@
 //! - [`upstream`]: nodes, the HTTP(S) client, balancing policies and health checking.
 //! - [`oauth`]: pure extraction of credentials from requests and responses (RFC 5849, RFC 6749/6750).
 //! - [`affinity`]: the learned table of credential fingerprints → owner sets, and its persistence.
+//! - [`refresh`]: refreshing nodes (single flight, fan-out) and recognising stale-credential answers.
 //! - [`sim`]: the stand-in for unmodified ClearQuest-Web-like nodes and a signing OAuth 1.0a consumer.
 //! - [`demo`]: `tokenroute demo`, the technote reproduced behind a plain balancer and behind tokenroute.
 //! - [`secret`]: the redacting newtype every secret travels in.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod demo;
 pub mod oauth;
 pub mod proxy;
+pub mod refresh;
 pub mod secret;
 pub mod server;
 pub mod sim;

@@ -267,6 +267,20 @@ impl Table {
         dropped
     }
 
+    /// Adds `node` to the owner set of every entry of one of `kinds`; returns how many entries it touched.
+    /// Used after a node was refreshed: it then holds every key the shared repository holds. One pass over the
+    /// table, so meant for rare events (refreshes), not the request path.
+    pub fn add_owner_to_kinds(&self, node: NodeId, kinds: &[CredentialKind]) -> usize {
+        let mut touched = 0;
+        self.shared.map.iter_mut().for_each(|mut entry| {
+            if kinds.contains(&entry.kind) && !entry.owners.contains(node) {
+                entry.owners = entry.owners.with(node);
+                touched += 1;
+            }
+        });
+        touched
+    }
+
     /// Removes the entry of `fp` (admin). Whether there was one.
     pub fn forget(&self, fp: Fingerprint) -> bool {
         let removed = self.shared.map.remove(&fp).is_some();

@@ -34,6 +34,12 @@ pub struct FileConfig {
     /// The learned table: size, persistence.
     #[serde(default)]
     pub affinity: AffinityFile,
+    /// Refreshing nodes (a login on each) and the consumer-key strategy.
+    #[serde(default)]
+    pub refresh: RefreshFile,
+    /// Replaying a request that met a stale-credential answer.
+    #[serde(default)]
+    pub repair: RepairFile,
 }
 
 /// `[runtime]`
@@ -396,4 +402,119 @@ fn default_snapshot_interval() -> String {
 }
 fn default_sweep_interval() -> String {
     "30s".into()
+}
+
+/// `[refresh]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshFile {
+    /// "pin", "refresh" or "pin+refresh".
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    /// Limit for one refresh of one node.
+    #[serde(default = "default_refresh_timeout")]
+    pub timeout: String,
+    /// Limit for a whole fan-out after a key event.
+    #[serde(default = "default_fanout_deadline")]
+    pub fanout_deadline: String,
+    /// Retries of a failed refresh within a fan-out.
+    #[serde(default = "default_refresh_retries")]
+    pub retries: u32,
+    /// Wait before the first retry (doubling), and before a background trigger retries a failed node.
+    #[serde(default = "default_refresh_backoff")]
+    pub backoff: String,
+    /// Refresh every node this often ("0s": never).
+    #[serde(default = "default_refresh_interval")]
+    pub interval: String,
+    /// The exchanges of one refresh, sent in order to one node.
+    #[serde(default, rename = "exchange")]
+    pub exchanges: Vec<ExchangeFile>,
+}
+
+impl Default for RefreshFile {
+    fn default() -> Self {
+        RefreshFile {
+            strategy: default_strategy(),
+            timeout: default_refresh_timeout(),
+            fanout_deadline: default_fanout_deadline(),
+            retries: default_refresh_retries(),
+            backoff: default_refresh_backoff(),
+            interval: default_refresh_interval(),
+            exchanges: Vec::new(),
+        }
+    }
+}
+
+fn default_strategy() -> String {
+    "pin+refresh".into()
+}
+fn default_refresh_timeout() -> String {
+    "5s".into()
+}
+fn default_fanout_deadline() -> String {
+    "15s".into()
+}
+fn default_refresh_retries() -> u32 {
+    2
+}
+fn default_refresh_backoff() -> String {
+    "500ms".into()
+}
+fn default_refresh_interval() -> String {
+    "0s".into()
+}
+
+/// `[[refresh.exchange]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeFile {
+    /// HTTP method.
+    #[serde(default = "default_exchange_method")]
+    pub method: String,
+    /// Path and query on the node.
+    pub path: String,
+    /// Headers; `${VAR}` is replaced from the environment.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Body; `${VAR}` is replaced from the environment.
+    #[serde(default)]
+    pub body: String,
+    /// Statuses that mean success.
+    #[serde(default = "default_exchange_expect")]
+    pub expect_status: Vec<u16>,
+}
+
+fn default_exchange_method() -> String {
+    "POST".into()
+}
+fn default_exchange_expect() -> Vec<u16> {
+    vec![200]
+}
+
+/// `[repair]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairFile {
+    /// Replay a request that met a stale-credential answer on a node that can answer.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Problem names that make a 401/403 a stale-credential answer.
+    #[serde(default = "default_stale_problems")]
+    pub stale_problems: Vec<String>,
+}
+
+impl Default for RepairFile {
+    fn default() -> Self {
+        RepairFile {
+            enabled: true,
+            stale_problems: default_stale_problems(),
+        }
+    }
+}
+
+fn default_stale_problems() -> Vec<String> {
+    crate::refresh::stale::DEFAULT_STALE_PROBLEMS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }

@@ -74,8 +74,19 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     parse(&text, path, base_dir)
 }
 
-/// Parses and validates config text; `path` is only used in error messages.
+/// Parses and validates config text; `path` is only used in error messages. `${VAR}` in refresh exchanges
+/// is read from the process environment.
 pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Config, LoadError> {
+    parse_with_env(text, path, base_dir, &|name| std::env::var(name).ok())
+}
+
+/// [`parse`] with the environment supplied by the caller (tests, the demo).
+pub fn parse_with_env(
+    text: &str,
+    path: &Path,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, LoadError> {
     let file: file::FileConfig = toml::from_str(text).map_err(|e| {
         let (line, column) = e
             .span()
@@ -88,7 +99,7 @@ pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Config, LoadErr
             message: e.message().to_string(),
         }
     })?;
-    validate::validate(&file, base_dir).map_err(|errors| LoadError::Invalid {
+    validate::validate(&file, base_dir, env).map_err(|errors| LoadError::Invalid {
         path: path.to_owned(),
         errors,
     })

@@ -15,12 +15,14 @@ use thiserror::Error;
 
 use super::cidr::Cidr;
 use super::file::{
-    AffinityFile, FileConfig, HealthFile, LimitsFile, ListenerFile, NodeFile, RoutingFile,
-    UpstreamFile,
+    AffinityFile, FileConfig, HealthFile, LimitsFile, ListenerFile, NodeFile, RefreshFile,
+    RoutingFile, UpstreamFile,
 };
 use super::units::{parse_duration, parse_size};
 use crate::affinity::MAX_NODES;
 use crate::oauth::{CredentialKind, EndpointRole, EndpointRule, Preset, Rules};
+use crate::refresh::{Exchange, RefreshSettings, Strategy};
+use crate::secret::Secret;
 use crate::upstream::balance::Policy;
 
 /// One refused value: which key, what it held, and why.
@@ -54,6 +56,19 @@ pub struct Config {
     pub routing: Routing,
     /// The learned table.
     pub affinity: Affinity,
+    /// Refreshing nodes.
+    pub refresh: RefreshSettings,
+    /// Replaying after stale answers.
+    pub repair: Repair,
+}
+
+/// `[repair]`, validated.
+#[derive(Debug, Clone)]
+pub struct Repair {
+    /// Replay after a stale-credential answer.
+    pub enabled: bool,
+    /// Problem names that make a 401/403 stale.
+    pub stale_problems: Vec<String>,
 }
 
 /// `[routing]`, validated.
@@ -218,7 +233,11 @@ impl Errors {
 
 /// Validates a parsed file. `base_dir` resolves relative paths (certificates, CA bundles): it is the
 /// directory of the config file, so a config works wherever the proxy is started from.
-pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
+pub fn validate(
+    file: &FileConfig,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigError>> {
     let mut errors = Errors::default();
 
     let runtime = Runtime {
@@ -251,6 +270,18 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, Vec<Config
     let health = health(&file.health, &mut errors);
     let routing = routing(&file.routing, &mut errors);
     let affinity = affinity(&file.affinity, base_dir, &mut errors);
+    let refresh = refresh(&file.refresh, env, &mut errors);
+    let repair = Repair {
+        enabled: file.repair.enabled,
+        stale_problems: file.repair.stale_problems.clone(),
+    };
+    if file.repair.stale_problems.iter().any(|p| p.is_empty()) {
+        errors.push(
+            "repair.stale_problems",
+            "\"\"",
+            "problem names must not be empty",
+        );
+    }
 
     if errors.0.is_empty() {
         Ok(Config {
@@ -262,6 +293,8 @@ pub fn validate(file: &FileConfig, base_dir: &Path) -> Result<Config, Vec<Config
             health,
             routing,
             affinity,
+            refresh,
+            repair,
         })
     } else {
         Err(errors.0)
@@ -612,4 +645,108 @@ fn affinity(file: &AffinityFile, base_dir: &Path, errors: &mut Errors) -> Affini
             .positive_duration("affinity.snapshot_interval", &file.snapshot_interval),
         sweep_interval: errors.positive_duration("affinity.sweep_interval", &file.sweep_interval),
     }
+}
+
+fn refresh(
+    file: &RefreshFile,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) -> RefreshSettings {
+    let strategy = file.strategy.parse::<Strategy>().unwrap_or_else(|m| {
+        errors.push("refresh.strategy", format!("{:?}", file.strategy), m);
+        Strategy::PinRefresh
+    });
+    let interval = errors.duration("refresh.interval", &file.interval);
+    let mut exchanges = Vec::new();
+    for (i, e) in file.exchanges.iter().enumerate() {
+        let key = format!("refresh.exchange[{i}]");
+        let method = http::Method::from_bytes(e.method.as_bytes()).unwrap_or_else(|_| {
+            errors.push(
+                format!("{key}.method"),
+                format!("{:?}", e.method),
+                "not an HTTP method",
+            );
+            http::Method::POST
+        });
+        if !e.path.starts_with('/') || e.path.parse::<http::uri::PathAndQuery>().is_err() {
+            errors.push(
+                format!("{key}.path"),
+                format!("{:?}", e.path),
+                "expected a path such as \"/cqweb/login\"",
+            );
+        }
+        let mut headers = Vec::new();
+        for (name, template) in &e.headers {
+            let Ok(header) = http::header::HeaderName::from_bytes(name.as_bytes()) else {
+                errors.push(
+                    format!("{key}.headers"),
+                    format!("{name:?}"),
+                    "not a header name",
+                );
+                continue;
+            };
+            // The template is shown (it names variables, not their values); the value never is.
+            match interpolate_checked(template, env) {
+                Ok(value) => headers.push((header, Secret::new(value))),
+                Err(m) => errors.push(format!("{key}.headers.{name}"), format!("{template:?}"), m),
+            }
+        }
+        let body = match interpolate_checked(&e.body, env) {
+            Ok(b) => Secret::new(b),
+            Err(m) => {
+                errors.push(format!("{key}.body"), format!("{:?}", e.body), m);
+                Secret::new("")
+            }
+        };
+        let expect: Vec<http::StatusCode> = e
+            .expect_status
+            .iter()
+            .filter_map(|&code| {
+                http::StatusCode::from_u16(code)
+                    .map_err(|_| {
+                        errors.push(
+                            format!("{key}.expect_status"),
+                            code,
+                            "not an HTTP status code",
+                        )
+                    })
+                    .ok()
+            })
+            .collect();
+        if expect.is_empty() {
+            errors.push(
+                format!("{key}.expect_status"),
+                "[]",
+                "at least one status is required",
+            );
+        }
+        exchanges.push(Exchange {
+            method,
+            path: e.path.clone(),
+            headers,
+            body,
+            expect,
+        });
+    }
+    RefreshSettings {
+        strategy,
+        exchanges,
+        timeout: errors.positive_duration("refresh.timeout", &file.timeout),
+        fanout_deadline: errors.positive_duration("refresh.fanout_deadline", &file.fanout_deadline),
+        retries: file.retries,
+        backoff: errors.duration("refresh.backoff", &file.backoff),
+        interval: (!interval.is_zero()).then_some(interval),
+    }
+}
+
+/// Interpolates and refuses control characters (a header or form value must stay one line).
+fn interpolate_checked(
+    template: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let value = crate::refresh::interpolate(template, env)?;
+    if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err("an interpolated value contains a line break".into());
+    }
+    Ok(value)
 }

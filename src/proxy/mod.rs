@@ -21,10 +21,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::affinity::{
-    self, snapshot, unix_now, AffinityError, FingerprintKey, NodeId, NodeSet, Table,
+    self, snapshot, unix_now, AffinityError, Fingerprint, FingerprintKey, NodeId, NodeSet, Table,
 };
 use crate::config::Config;
-use crate::oauth::{self, CandidateClass, EndpointRole, KeyEvent};
+use crate::oauth::{self, CandidateClass, CredentialKind, EndpointRole, KeyEvent, Specificity};
+use crate::refresh::{stale, Refresher, Strategy};
 use crate::upstream::{InflightGuard, Node, Pool};
 use body::{BodyError, Prefix, Prefixed, ProxyBody, Reclaimable, Relay};
 use error::ProxyError;
@@ -63,6 +64,8 @@ struct Shared {
     table: Table,
     /// Keys the fingerprints; fixed for the life of the table (persisted beside the snapshot).
     key: FingerprintKey,
+    /// Single-flight refreshes per node; a mutex-guarded map touched only when a refresh is needed.
+    refresher: Arc<Refresher>,
 }
 
 impl Proxy {
@@ -89,6 +92,7 @@ impl Proxy {
                 current: ArcSwap::from_pointee(generation),
                 table,
                 key,
+                refresher: Arc::new(Refresher::new()),
             }),
         })
     }
@@ -182,6 +186,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let generation = self.current();
         let request = request.map(|b| b.map_err(BodyError::from).boxed());
+        // `generation` is an `Arc` so background work (fan-out, refreshes) can keep it.
         match self.proxy(&generation, request, connection).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
@@ -190,7 +195,7 @@ impl Proxy {
 
     async fn proxy(
         &self,
-        generation: &Generation,
+        generation: &Arc<Generation>,
         request: Request<ProxyBody>,
         connection: ConnectionInfo,
     ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -227,6 +232,7 @@ impl Proxy {
             .then(|| rules.role_for(parts.uri.path()))
             .flatten();
         let mut buffered = None;
+        let empty_body = http_body::Body::is_end_stream(&body);
         if routing.token_aware
             && rules.wants_request_body(
                 &parts.method,
@@ -246,30 +252,325 @@ impl Proxy {
                 Prefix::TooLarge { head, rest } => body = Prefixed::new(head, rest).boxed(),
             }
         }
-        let route = if routing.token_aware || routing.session_affinity {
-            self.route(generation, &parts, buffered.as_deref())
+        // A request can be replayed only if its whole body is in hand.
+        let replayable = buffered.clone().or_else(|| empty_body.then(Bytes::new));
+        let classified = if routing.token_aware || routing.session_affinity {
+            self.classify(generation, &parts, buffered.as_deref())
         } else {
-            route::decide(&[], generation.pool.healthy())
+            Classified {
+                route: route::decide(&[], generation.pool.healthy()),
+                key: None,
+            }
         };
+        let route = classified.route;
         if route.reason == RouteReason::OwnerDown {
             tracing::debug!(owners = ?route.owners, "every owner of the credential is down; using a healthy node");
         }
+        let allowed = self.apply_key_strategy(generation, &route).await;
 
-        let (node, guard, response) = forward(generation, &parts, route.allowed, body).await?;
+        let (node, guard, response) = forward(generation, &parts, allowed, body).await?;
+        let (node, guard, response) = match (&replayable, config.repair.enabled) {
+            (Some(replay), true) => {
+                self.repair(
+                    generation,
+                    &parts,
+                    &classified,
+                    replay,
+                    node,
+                    guard,
+                    response,
+                )
+                .await?
+            }
+            _ => (node, guard, Relayed::Fresh(response)),
+        };
         self.relay_and_learn(generation, &parts, role, node, guard, response)
             .await
     }
 
+    /// Applies the consumer-key strategy (BRIEF 2.3) and returns the nodes the request may go to.
+    async fn apply_key_strategy(&self, generation: &Arc<Generation>, route: &Route) -> NodeSet {
+        let settings = &generation.config.refresh;
+        let Some((fp, kind)) = route.credential else {
+            return route.allowed;
+        };
+        if kind.specificity() != Specificity::Key || !settings.enabled() {
+            return route.allowed;
+        }
+        let pool = &generation.pool;
+        let healthy = pool.healthy();
+        let owners = route.owners.unwrap_or(NodeSet::EMPTY);
+        let missing = healthy.intersection(owners_complement(owners, pool.all()));
+        if missing.is_empty() {
+            return route.allowed;
+        }
+        let owner_up = !owners.intersection(healthy).is_empty();
+        match settings.strategy {
+            Strategy::Pin if owner_up => route.allowed,
+            Strategy::PinRefresh if owner_up => {
+                for id in missing.iter() {
+                    if let Some(node) = pool.node(id).cloned() {
+                        if !self.shared.refresher.in_flight(id)
+                            && self.shared.refresher.may_retry(id, settings.backoff)
+                        {
+                            let proxy = self.clone();
+                            let generation = generation.clone();
+                            tokio::spawn(async move {
+                                proxy.refresh_and_own(&generation, &node, "route").await;
+                            });
+                        }
+                    }
+                }
+                route.allowed
+            }
+            // `refresh`, or no owner is up: choose by policy; a chosen node that lacks the key is refreshed first.
+            _ => {
+                let Some(node) = pool.pick(healthy).cloned() else {
+                    return route.allowed;
+                };
+                if owners.contains(node.id) {
+                    return NodeSet::single(node.id);
+                }
+                if self.shared.refresher.refresh(&node, settings).await {
+                    self.shared.table.add_owner(fp, node.id);
+                    NodeSet::single(node.id)
+                } else {
+                    route.allowed
+                }
+            }
+        }
+    }
+
+    /// Refreshes `node` and, on success, records that it now holds every known consumer key and client id
+    /// (a refresh reloads the node's whole registry from the shared repository).
+    async fn refresh_and_own(
+        &self,
+        generation: &Generation,
+        node: &Arc<Node>,
+        trigger: &'static str,
+    ) -> bool {
+        let ok = self
+            .shared
+            .refresher
+            .refresh(node, &generation.config.refresh)
+            .await;
+        if ok {
+            let keys = self.shared.table.add_owner_to_kinds(
+                node.id,
+                &[CredentialKind::ConsumerKey, CredentialKind::ClientId],
+            );
+            tracing::info!(node = %node.spec.name, trigger, keys, "node refreshed");
+        }
+        ok
+    }
+
+    /// Fans a refresh out to every other healthy node after a key was registered or approved on `issuer`.
+    fn fan_out(&self, generation: &Arc<Generation>, fp: Fingerprint, issuer: NodeId) {
+        let settings = generation.config.refresh.clone();
+        if !settings.enabled() {
+            return;
+        }
+        let pool = &generation.pool;
+        let targets: Vec<Arc<Node>> = pool
+            .healthy()
+            .without(issuer)
+            .iter()
+            .filter_map(|id| pool.node(id).cloned())
+            .collect();
+        let refresher = self.shared.refresher.clone();
+        let table = self.shared.table.clone();
+        tokio::spawn(async move {
+            let mut set = tokio::task::JoinSet::new();
+            for node in targets {
+                let refresher = refresher.clone();
+                let table = table.clone();
+                let settings = settings.clone();
+                set.spawn(async move {
+                    let mut backoff = settings.backoff;
+                    for attempt in 0..=settings.retries {
+                        if refresher.refresh(&node, &settings).await {
+                            table.add_owner(fp, node.id);
+                            return;
+                        }
+                        if attempt < settings.retries {
+                            tokio::time::sleep(backoff).await;
+                            backoff *= 2;
+                        }
+                    }
+                    tracing::warn!(node = %node.spec.name, "fan-out refresh gave up");
+                });
+            }
+            let all = async { while set.join_next().await.is_some() {} };
+            if tokio::time::timeout(settings.fanout_deadline, all)
+                .await
+                .is_err()
+            {
+                tracing::warn!(deadline = ?settings.fanout_deadline, "fan-out refresh deadline passed");
+            }
+        });
+    }
+
+    /// After a stale-credential answer, replays the request once on a node that can answer it (BRIEF 2.5).
+    #[allow(clippy::too_many_arguments)]
+    async fn repair(
+        &self,
+        generation: &Arc<Generation>,
+        parts: &http::request::Parts,
+        classified: &Classified,
+        replay: &Bytes,
+        node: Arc<Node>,
+        guard: InflightGuard,
+        response: Response<Incoming>,
+    ) -> Result<(Arc<Node>, InflightGuard, Relayed), ProxyError> {
+        let status = response.status();
+        if status != http::StatusCode::UNAUTHORIZED && status != http::StatusCode::FORBIDDEN {
+            return Ok((node, guard, Relayed::Fresh(response)));
+        }
+        let (head, body) = response.into_parts();
+        let body = Relay::new(
+            body.map_err(BodyError::from),
+            generation.config.limits.body_idle_timeout,
+            None,
+        )
+        .boxed();
+        let (body_head, rest) = match body::read_prefix(body, stale::SCAN_BYTES).await {
+            Ok(Prefix::Complete(bytes)) => (
+                bytes.clone(),
+                Full::new(bytes).map_err(|never| match never {}).boxed(),
+            ),
+            Ok(Prefix::TooLarge { head: prefix, rest }) => {
+                (prefix.clone(), Prefixed::new(prefix, rest).boxed())
+            }
+            Err(source) => {
+                return Err(ProxyError::UpstreamBody {
+                    node: node.spec.name.clone(),
+                    source,
+                })
+            }
+        };
+        let problems = &generation.config.repair.stale_problems;
+        let Some(problem) = stale::stale_problem(status, &head.headers, &body_head, problems)
+        else {
+            return Ok((node, guard, Relayed::Read(Response::from_parts(head, rest))));
+        };
+        let pool = &generation.pool;
+        let route = &classified.route;
+        let key_missing = stale::KEY_PROBLEMS.contains(&problem);
+        let known = route.credential;
+        if known.is_some_and(|(_, k)| k.specificity() == Specificity::Token) && !key_missing {
+            // The token's issuer itself no longer holds it (it restarted): no other node can answer.
+            return Ok((node, guard, Relayed::Read(Response::from_parts(head, rest))));
+        }
+        // The consumer key the stale node lacks: the one that routed, or one the table does not know yet.
+        let key_fp = match known {
+            Some((fp, kind)) if kind.specificity() == Specificity::Key => Some(fp),
+            _ => classified.key,
+        }
+        .filter(|_| key_missing);
+        if let Some(fp) = key_fp {
+            self.shared.table.remove_owner(fp, node.id);
+            let proxy = self.clone();
+            let generation = generation.clone();
+            let stale_node = node.clone();
+            tokio::spawn(async move {
+                if proxy
+                    .refresh_and_own(&generation, &stale_node, "stale answer")
+                    .await
+                {
+                    proxy.shared.table.add_owner(fp, stale_node.id);
+                }
+            });
+        }
+        tracing::info!(node = %node.spec.name, %status, problem, "stale-credential answer; replaying on another node");
+        let mut tried = NodeSet::single(node.id);
+        let mut last = (node, guard, Relayed::Read(Response::from_parts(head, rest)));
+        // What routed is known: one replay on a node that holds it (refreshed first if none is known). Nothing
+        // known (the table was lost): each other healthy node at most once, until one answers.
+        let attempts = if known.is_some() {
+            1
+        } else {
+            pool.all().len().saturating_sub(1)
+        };
+        for _ in 0..attempts {
+            let candidates = pool
+                .healthy()
+                .intersection(owners_complement(tried, pool.all()));
+            let owners = key_fp
+                .and_then(|fp| self.shared.table.lookup(fp, unix_now()))
+                .map(|e| e.owners().intersection(candidates))
+                .unwrap_or(NodeSet::EMPTY);
+            let target = match pool
+                .pick(if owners.is_empty() {
+                    candidates
+                } else {
+                    owners
+                })
+                .cloned()
+            {
+                Some(target) => target,
+                None => break,
+            };
+            if key_missing && !owners.contains(target.id) {
+                self.shared
+                    .refresher
+                    .refresh(&target, &generation.config.refresh)
+                    .await;
+            }
+            tried = tried.with(target.id);
+            let body = Full::new(replay.clone())
+                .map_err(|never| match never {})
+                .boxed();
+            let (node, guard, response) =
+                forward(generation, parts, NodeSet::single(target.id), body).await?;
+            let refused = matches!(
+                response.status(),
+                http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN
+            );
+            last = (node, guard, Relayed::Fresh(response));
+            if !refused {
+                if let (Some(fp), true) = (key_fp, last.2.is_success()) {
+                    // The node answered a request carrying the key: it holds it.
+                    let ttl = generation
+                        .config
+                        .routing
+                        .rules
+                        .ttl(CredentialKind::ConsumerKey);
+                    self.shared.table.learn(
+                        fp,
+                        CredentialKind::ConsumerKey,
+                        target.id,
+                        ttl,
+                        unix_now(),
+                    );
+                }
+                tracing::info!(node = %last.0.spec.name, "replay repaired a stale answer");
+                break;
+            }
+        }
+        Ok(last)
+    }
+
     /// Looks up every credential the request carries and decides where it may go.
-    fn route(
+    fn classify(
         &self,
         generation: &Generation,
         parts: &http::request::Parts,
         body: Option<&[u8]>,
-    ) -> Route {
+    ) -> Classified {
         let routing = &generation.config.routing;
         let credentials = oauth::extract_request(parts, body, &routing.rules);
         let now = unix_now();
+        let key = credentials
+            .candidates
+            .iter()
+            .find(|c| {
+                matches!(
+                    c.class,
+                    CandidateClass::ConsumerKey | CandidateClass::ClientId
+                )
+            })
+            .filter(|_| routing.token_aware)
+            .map(|c| self.fingerprint(c.value.expose()));
         let hits: Vec<_> = credentials
             .candidates
             .iter()
@@ -281,37 +582,47 @@ impl Proxy {
                 }
             })
             .filter_map(|c| {
-                let entry = self
-                    .shared
-                    .table
-                    .lookup(self.fingerprint(c.value.expose()), now)?;
-                c.class.accepts(entry.kind()).then_some(entry)
+                let fp = self.fingerprint(c.value.expose());
+                let entry = self.shared.table.lookup(fp, now)?;
+                c.class.accepts(entry.kind()).then_some((fp, entry))
             })
             .collect();
-        route::decide(&hits, generation.pool.healthy())
+        Classified {
+            route: route::decide(&hits, generation.pool.healthy()),
+            key,
+        }
     }
 
     /// Learns what the node's response issued (before a byte of it reaches the client), then relays it.
     async fn relay_and_learn(
         &self,
-        generation: &Generation,
+        generation: &Arc<Generation>,
         request: &http::request::Parts,
         role: Option<EndpointRole>,
         node: Arc<Node>,
         guard: InflightGuard,
-        response: Response<Incoming>,
+        response: Relayed,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let config = &generation.config;
         let routing = &config.routing;
         let rules = &routing.rules;
-        let (mut head, upstream_body) = response.into_parts();
+        let (mut head, mut body) = match response {
+            Relayed::Fresh(response) => {
+                let (head, upstream_body) = response.into_parts();
+                let body = Relay::new(
+                    upstream_body.map_err(BodyError::from),
+                    config.limits.body_idle_timeout,
+                    Some(guard),
+                )
+                .boxed();
+                (head, body)
+            }
+            Relayed::Read(response) => {
+                drop(guard);
+                response.into_parts()
+            }
+        };
         headers::strip_hop_by_hop(&mut head.headers);
-        let mut body = Relay::new(
-            upstream_body.map_err(BodyError::from),
-            config.limits.body_idle_timeout,
-            Some(guard),
-        )
-        .boxed();
 
         let sets_cookie = routing.session_affinity && head.headers.contains_key(SET_COOKIE);
         if role.is_none() && !sets_cookie {
@@ -365,11 +676,26 @@ impl Proxy {
             }
         }
         if let Some(event) = &learned.key_event {
-            let what = match event {
-                KeyEvent::Registered(_) => "registered",
-                KeyEvent::Approved(_) => "approved",
+            let (what, value) = match event {
+                KeyEvent::Registered(v) => ("registered", v),
+                KeyEvent::Approved(v) => ("approved", v),
             };
+            let fp = self.fingerprint(value.expose());
+            if matches!(event, KeyEvent::Approved(_)) {
+                // Nodes that loaded the key before approval hold a stale provisional copy: only the approver
+                // is known to hold the approved key until the others are refreshed.
+                let kind = self
+                    .shared
+                    .table
+                    .lookup(fp, now)
+                    .map_or(CredentialKind::ConsumerKey, |e| e.kind());
+                self.shared.table.forget(fp);
+                self.shared
+                    .table
+                    .learn(fp, kind, node.id, rules.ttl(kind), now);
+            }
             tracing::info!(node = %node.spec.name, event = what, "consumer key event");
+            self.fan_out(generation, fp, node.id);
         }
         Ok(Response::from_parts(head, body))
     }
@@ -480,4 +806,32 @@ async fn forward(
             }
         }
     }
+}
+
+/// A request's routing decision, and the fingerprint of the consumer key it carries (known or not).
+#[derive(Debug)]
+struct Classified {
+    route: Route,
+    key: Option<Fingerprint>,
+}
+
+/// A node's response: untouched, or with its body already (partly) read by the proxy.
+#[derive(Debug)]
+enum Relayed {
+    Fresh(Response<Incoming>),
+    Read(Response<ProxyBody>),
+}
+
+impl Relayed {
+    fn is_success(&self) -> bool {
+        match self {
+            Relayed::Fresh(r) => r.status().is_success(),
+            Relayed::Read(r) => r.status().is_success(),
+        }
+    }
+}
+
+/// Every node of `all` not in `set`.
+fn owners_complement(set: NodeSet, all: NodeSet) -> NodeSet {
+    NodeSet::from_bits(all.bits() & !set.bits())
 }

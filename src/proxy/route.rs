@@ -4,8 +4,8 @@
 //! (a token over a consumer key over a session cookie). The decision is a set of allowed nodes, so the
 //! balancing policy still chooses among owners of a consumer key.
 
-use crate::affinity::{Entry, NodeSet};
-use crate::oauth::Specificity;
+use crate::affinity::{Entry, Fingerprint, NodeSet};
+use crate::oauth::{CredentialKind, Specificity};
 
 /// Why a request went where it went (a metric label; never a credential).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,18 +53,22 @@ pub struct Route {
     pub reason: RouteReason,
     /// The owners of the credential that decided, when one did (even if they are down).
     pub owners: Option<NodeSet>,
+    /// The credential that decided: its fingerprint and kind.
+    pub credential: Option<(Fingerprint, CredentialKind)>,
 }
 
 /// Decides from the table hits of a request's credentials and the healthy set.
-pub fn decide(hits: &[Entry], healthy: NodeSet) -> Route {
-    let best = hits.iter().max_by_key(|e| e.kind().specificity());
-    let Some(entry) = best else {
+pub fn decide(hits: &[(Fingerprint, Entry)], healthy: NodeSet) -> Route {
+    let best = hits.iter().max_by_key(|(_, e)| e.kind().specificity());
+    let Some((fp, entry)) = best else {
         return Route {
             allowed: healthy,
             reason: RouteReason::Policy,
             owners: None,
+            credential: None,
         };
     };
+    let credential = Some((*fp, entry.kind()));
     let owners = entry.owners();
     let usable = owners.intersection(healthy);
     let reason = match entry.kind().specificity() {
@@ -77,12 +81,14 @@ pub fn decide(hits: &[Entry], healthy: NodeSet) -> Route {
             allowed: healthy,
             reason: RouteReason::OwnerDown,
             owners: Some(owners),
+            credential,
         }
     } else {
         Route {
             allowed: usable,
             reason,
             owners: Some(owners),
+            credential,
         }
     }
 }
@@ -91,7 +97,6 @@ pub fn decide(hits: &[Entry], healthy: NodeSet) -> Route {
 mod tests {
     use super::*;
     use crate::affinity::{FingerprintKey, NodeId, Table};
-    use crate::oauth::CredentialKind;
     use std::time::Duration;
 
     fn id(i: usize) -> NodeId {
@@ -103,13 +108,13 @@ mod tests {
     }
 
     /// Builds real entries through a table, the only way entries come to exist.
-    fn entry(kind: CredentialKind, owners: &[usize]) -> Entry {
+    fn entry(kind: CredentialKind, owners: &[usize]) -> (Fingerprint, Entry) {
         let table = Table::new(16);
         let fp = FingerprintKey::generate().fingerprint("v");
         for &o in owners {
             table.learn(fp, kind, id(o), Duration::from_secs(60), 1_000);
         }
-        table.lookup(fp, 1_000).unwrap()
+        (fp, table.lookup(fp, 1_000).unwrap())
     }
 
     #[test]

@@ -232,6 +232,15 @@ impl FlowResult {
         self.steps.iter().find(|(s, _)| *s == step).map(|(_, o)| o)
     }
 
+    /// The node that answered `step` (`X-Served-By`), when it was reached.
+    pub fn served_by(&self, step: Step) -> Option<&str> {
+        match self.outcome(step)? {
+            StepOutcome::Ok { served_by } => served_by.as_deref(),
+            StepOutcome::Failed(f) => f.served_by.as_deref(),
+            StepOutcome::Skipped => None,
+        }
+    }
+
     /// The failing step and why, if the flow failed.
     pub fn failure(&self) -> Option<(Step, &Failure)> {
         self.steps.iter().find_map(|(s, o)| match o {

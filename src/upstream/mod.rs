@@ -76,6 +76,8 @@ pub struct Pool {
     healthy: AtomicU64,
     /// Every node.
     all: NodeSet,
+    /// Announces nodes coming back up (a refresh trigger: a restarted node has lost its memory).
+    up_events: tokio::sync::broadcast::Sender<NodeId>,
 }
 
 impl Pool {
@@ -114,6 +116,7 @@ impl Pool {
             healthy: AtomicU64::new(all.bits()),
             all,
             nodes,
+            up_events: tokio::sync::broadcast::channel(64).0,
         }
     }
 
@@ -130,6 +133,11 @@ impl Pool {
     /// The node called `name`.
     pub fn by_name(&self, name: &str) -> Option<&Arc<Node>> {
         self.nodes.iter().find(|n| n.spec.name == name)
+    }
+
+    /// Nodes coming back up, as they do.
+    pub fn subscribe_up(&self) -> tokio::sync::broadcast::Receiver<NodeId> {
+        self.up_events.subscribe()
     }
 
     /// Every node's id.
@@ -166,6 +174,7 @@ impl Pool {
                 self.healthy
                     .fetch_or(NodeSet::single(node.id).bits(), Ordering::AcqRel);
                 tracing::info!(node = %node.spec.name, source, "node is up");
+                let _ = self.up_events.send(node.id);
             }
             None => {}
         }

@@ -159,6 +159,14 @@ impl ManualFlow {
             .push(("read", read.served_by.unwrap_or_default()));
     }
 
+    /// The node that served `step`.
+    pub fn node_of(&self, step: &str) -> Option<&str> {
+        self.served_by
+            .iter()
+            .find(|(s, _)| *s == step)
+            .map(|(_, n)| n.as_str())
+    }
+
     /// The node that served every step so far, when it is the same one.
     pub fn single_node(&self) -> Option<&str> {
         let first = &self.served_by.first()?.1;

@@ -227,8 +227,9 @@ pub async fn spawn_proxy(text: &str) -> ProxyHandle {
 }
 
 pub async fn spawn_proxy_in(text: &str, base_dir: &std::path::Path) -> ProxyHandle {
-    let config = config::parse(text, std::path::Path::new("test.toml"), base_dir)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config =
+        config::parse_with_env(text, std::path::Path::new("test.toml"), base_dir, &test_env)
+            .unwrap_or_else(|e| panic!("{e}"));
     let listeners = server::bind(&config).await.unwrap();
     let addr = listeners[0].local_addr().unwrap();
     let proxy = Proxy::new(config).unwrap();
@@ -242,6 +243,22 @@ pub async fn spawn_proxy_in(text: &str, base_dir: &std::path::Path) -> ProxyHand
         stop: Some(stop_tx),
         task,
     }
+}
+
+/// The environment tests configure refresh exchanges with: the stand-in's demo user.
+pub fn test_env(name: &str) -> Option<String> {
+    match name {
+        "SIM_USER" => Some(tokenroute::sim::repository::USER.to_owned()),
+        "SIM_PASSWORD" => Some(tokenroute::sim::repository::USER_PASSWORD.to_owned()),
+        _ => None,
+    }
+}
+
+/// A `[refresh]` section logging in on the stand-in (`POST /cqweb/login`) with `strategy`.
+pub fn refresh_section(strategy: &str) -> String {
+    format!(
+        "[refresh]\nstrategy = \"{strategy}\"\nbackoff = \"100ms\"\n[[refresh.exchange]]\npath = \"/cqweb/login\"\nheaders = {{ \"content-type\" = \"application/x-www-form-urlencoded\" }}\nbody = \"username=${{SIM_USER}}&password=${{SIM_PASSWORD}}\"\n"
+    )
 }
 
 /// Sends raw bytes and reads the whole response until the server closes or `Connection: close` applies.
