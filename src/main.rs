@@ -116,7 +116,13 @@ fn run_proxy(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let listeners = server::bind(&config).await?;
         let proxy = Proxy::new(config)?;
+        let watcher = tokio::spawn(server::reload::watch(
+            proxy.clone(),
+            path.to_owned(),
+            std::time::Duration::from_secs(1),
+        ));
         server::run(listeners, proxy, shutdown_signal()).await;
+        watcher.abort();
         Ok(ExitCode::SUCCESS)
     })
 }

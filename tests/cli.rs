@@ -127,3 +127,46 @@ async fn run_serves_requests_and_exits_zero_on_sigterm() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn sighup_applies_an_edited_config_without_a_restart() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let path = temp_file("hup", &config_text(&[("a", a.url())], ""));
+    let child = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
+        .arg("--config")
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(Some(child));
+    let stderr = guard.0.as_mut().unwrap().stderr.take().unwrap();
+    let pid = guard.0.as_ref().unwrap().id();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                let _ = addr_tx.send(addr);
+            }
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the proxy logs its address");
+    assert_eq!(get(&format!("http://{addr}/x")).await.1, "a");
+    let edited = config_text(&[("b", b.url())], "").replace("127.0.0.1:0", &addr);
+    std::fs::write(&path, edited).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let url = format!("http://{addr}/x");
+    eventually(
+        "the edited config serves",
+        Duration::from_secs(10),
+        async || get(&url).await.1 == "b",
+    )
+    .await;
+}

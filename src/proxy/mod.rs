@@ -66,6 +66,37 @@ struct Shared {
     key: FingerprintKey,
     /// Single-flight refreshes per node; a mutex-guarded map touched only when a refresh is needed.
     refresher: Arc<Refresher>,
+    /// Health probers of the current pool, replaced on reload (dropping a `JoinSet` aborts its tasks).
+    /// Locked only by start-up and reloads.
+    probers: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// Config version (1 at start, +1 per applied reload) and the last reload's result; reloads only.
+    reloads: std::sync::Mutex<ReloadStatus>,
+}
+
+/// What `/status` reports about reloads.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadStatus {
+    /// 1 for the config loaded at start, +1 per applied reload.
+    pub version: u64,
+    /// Reloads applied.
+    pub applied: u64,
+    /// Reloads refused (the old config kept serving).
+    pub failed: u64,
+    /// The last refused reload's errors (keys and values; never secrets).
+    pub last_error: Option<String>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadReport {
+    /// The new config version.
+    pub version: u64,
+    /// Nodes added, by name.
+    pub nodes_added: Vec<String>,
+    /// Nodes removed, by name (their learned ownership is gone).
+    pub nodes_removed: Vec<String>,
+    /// Listener addresses changed, which needs a restart (they keep their old address until then).
+    pub listeners_need_restart: bool,
 }
 
 impl Proxy {
@@ -93,6 +124,11 @@ impl Proxy {
                 table,
                 key,
                 refresher: Arc::new(Refresher::new()),
+                probers: std::sync::Mutex::new(tokio::task::JoinSet::new()),
+                reloads: std::sync::Mutex::new(ReloadStatus {
+                    version: 1,
+                    ..ReloadStatus::default()
+                }),
             }),
         })
     }
@@ -129,14 +165,102 @@ impl Proxy {
         .map(Some)
     }
 
-    /// Starts the background work: health probes, the expiry sweeper and periodic snapshots. Dropping the
-    /// returned set stops them.
-    pub fn spawn_background(&self) -> tokio::task::JoinSet<()> {
-        let generation = self.current();
-        let mut set = match &generation.config.health {
+    /// Applies a new, validated config: swaps the generation atomically. Nodes keep their ids (and, when
+    /// unchanged, their connections and health) by name; a removed node's entries leave the table. Requests
+    /// in flight finish under the generation they started with.
+    pub fn reload(&self, config: Config) -> ReloadReport {
+        let old = self.current();
+        let pool = Arc::new(Pool::build(
+            &config.upstream,
+            config.health.as_ref(),
+            Some(&old.pool),
+        ));
+        let nodes_removed: Vec<String> = old
+            .pool
+            .nodes()
+            .iter()
+            .filter(|n| pool.by_name(&n.spec.name).is_none())
+            .map(|n| {
+                let dropped = self.shared.table.remove_node(n.id);
+                tracing::info!(node = %n.spec.name, dropped, "node removed; its learned ownership is gone");
+                n.spec.name.clone()
+            })
+            .collect();
+        let nodes_added = pool
+            .nodes()
+            .iter()
+            .filter(|n| old.pool.by_name(&n.spec.name).is_none())
+            .map(|n| n.spec.name.clone())
+            .collect();
+        let addresses = |c: &Config| {
+            c.listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.address))
+                .collect::<Vec<_>>()
+        };
+        let listeners_need_restart = addresses(&config) != addresses(&old.config);
+        if listeners_need_restart {
+            tracing::warn!("listener addresses changed: they apply at the next restart");
+        }
+        let generation = Arc::new(Generation {
+            config: Arc::new(config),
+            pool,
+        });
+        self.shared.current.store(generation.clone());
+        self.restart_probers(&generation);
+        let mut status = self
+            .shared
+            .reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        status.version += 1;
+        status.applied += 1;
+        ReloadReport {
+            version: status.version,
+            nodes_added,
+            nodes_removed,
+            listeners_need_restart,
+        }
+    }
+
+    /// Records a refused reload (the old config keeps serving).
+    pub fn reload_failed(&self, error: &str) {
+        let mut status = self
+            .shared
+            .reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        status.failed += 1;
+        status.last_error = Some(error.to_owned());
+    }
+
+    /// Reload counters and the config version.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.shared
+            .reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn restart_probers(&self, generation: &Generation) {
+        let set = match &generation.config.health {
             Some(h) => crate::upstream::health::spawn_probers(&generation.pool, h),
             None => tokio::task::JoinSet::new(),
         };
+        *self
+            .shared
+            .probers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = set;
+    }
+
+    /// Starts the background work: health probes, the expiry sweeper, refresh triggers and periodic
+    /// snapshots. Dropping the returned set stops them (the probers stop when the proxy is dropped).
+    pub fn spawn_background(&self) -> tokio::task::JoinSet<()> {
+        let generation = self.current();
+        self.restart_probers(&generation);
+        let mut set = tokio::task::JoinSet::new();
         let affinity = generation.config.affinity.clone();
         let table = self.shared.table.clone();
         set.spawn(async move {

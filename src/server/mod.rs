@@ -3,6 +3,7 @@
 //! [`bind`] opens the configured sockets; [`run`] serves them until the shutdown future completes, then stops
 //! accepting, lets in-flight requests finish up to `runtime.drain_timeout`, and returns.
 
+pub mod reload;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -166,7 +167,20 @@ async fn accept_loop(
         let proxy = proxy.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let tls = bound.tls.clone();
+        // Certificates come from the generation in force, so a reload serves new ones to new connections.
+        let tls = if bound.tls.is_some() {
+            proxy
+                .current()
+                .config
+                .listeners
+                .iter()
+                .find(|l| l.name == bound.name)
+                .and_then(|l| l.tls.clone())
+                .map(TlsAcceptor::from)
+                .or_else(|| bound.tls.clone())
+        } else {
+            None
+        };
         let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use http::Uri;
 
-use crate::affinity::{NodeId, NodeSet};
+use crate::affinity::{NodeId, NodeSet, MAX_NODES};
 use crate::config::{NodeSpec, Upstream};
 use balance::Balancer;
 use client::{ClientSettings, NodeClient};
@@ -69,8 +69,10 @@ impl Drop for InflightGuard {
 /// The pool of nodes.
 #[derive(Debug)]
 pub struct Pool {
-    /// Indexed by `NodeId::index()`.
+    /// In config order.
     nodes: Vec<Arc<Node>>,
+    /// Position in `nodes` of each id (`u8::MAX`: none); ids are stable across reloads, so they can be sparse.
+    index: [u8; MAX_NODES],
     balancer: Balancer,
     /// Bit per healthy node; the only health state the request path reads.
     healthy: AtomicU64,
@@ -83,40 +85,87 @@ pub struct Pool {
 impl Pool {
     /// Builds the pool; node ids follow config order.
     pub fn new(upstream: &Upstream, health: Option<&crate::config::Health>) -> Pool {
+        Pool::build(upstream, health, None)
+    }
+
+    /// Builds the pool for a reloaded config. A node whose name is in `previous` keeps its id (owner sets
+    /// refer to it); if its settings are unchanged it keeps everything (connections, health, in-flight count).
+    /// New names take the lowest free ids.
+    pub fn build(
+        upstream: &Upstream,
+        health: Option<&crate::config::Health>,
+        previous: Option<&Pool>,
+    ) -> Pool {
         let (rise, fall) = health
             .map(|h| (h.rise, h.fall))
             .unwrap_or((std::num::NonZeroU32::MIN, std::num::NonZeroU32::MAX));
-        let nodes: Vec<Arc<Node>> = upstream
+        let old_by_name = |name: &str| previous.and_then(|p| p.by_name(name));
+        let mut taken: NodeSet = upstream
             .nodes
             .iter()
-            .enumerate()
-            .filter_map(|(i, spec)| {
-                let id = NodeId::new(i)?;
-                let client = client::build(&ClientSettings {
-                    tls: upstream.tls.clone(),
-                    sni: spec.sni.clone(),
-                    connect_timeout: upstream.connect_timeout,
-                    pool_idle_timeout: upstream.pool_idle_timeout,
-                    pool_max_idle: upstream.pool_max_idle_per_node,
-                });
-                Some(Arc::new(Node {
-                    id,
-                    spec: spec.clone(),
-                    client,
-                    inflight: AtomicUsize::new(0),
-                    health: Mutex::new(ConsecutiveCounter::new(rise, fall)),
-                }))
-            })
+            .filter_map(|spec| old_by_name(&spec.name).map(|n| n.id))
             .collect();
+        let mut healthy = NodeSet::EMPTY;
+        let mut nodes = Vec::new();
+        for spec in &upstream.nodes {
+            let old = old_by_name(&spec.name);
+            let id = match old {
+                Some(n) => n.id,
+                None => match (0..MAX_NODES)
+                    .filter_map(NodeId::new)
+                    .find(|id| !taken.contains(*id))
+                {
+                    Some(id) => {
+                        taken = taken.with(id);
+                        id
+                    }
+                    None => continue,
+                },
+            };
+            let node = match old {
+                Some(n) if n.spec == *spec => {
+                    if previous.is_some_and(|p| p.healthy().contains(id)) {
+                        healthy = healthy.with(id);
+                    }
+                    n.clone()
+                }
+                _ => {
+                    healthy = healthy.with(id);
+                    let client = client::build(&ClientSettings {
+                        tls: upstream.tls.clone(),
+                        sni: spec.sni.clone(),
+                        connect_timeout: upstream.connect_timeout,
+                        pool_idle_timeout: upstream.pool_idle_timeout,
+                        pool_max_idle: upstream.pool_max_idle_per_node,
+                    });
+                    Arc::new(Node {
+                        id,
+                        spec: spec.clone(),
+                        client,
+                        inflight: AtomicUsize::new(0),
+                        health: Mutex::new(ConsecutiveCounter::new(rise, fall)),
+                    })
+                }
+            };
+            nodes.push(node);
+        }
         let weights: Vec<(NodeId, u32)> =
             nodes.iter().map(|n| (n.id, n.spec.weight.get())).collect();
         let all: NodeSet = nodes.iter().map(|n| n.id).collect();
+        let mut index = [u8::MAX; MAX_NODES];
+        for (position, node) in nodes.iter().enumerate() {
+            index[node.id.index()] = position as u8;
+        }
         Pool {
             balancer: Balancer::new(upstream.policy, &weights),
-            healthy: AtomicU64::new(all.bits()),
+            healthy: AtomicU64::new(healthy.bits()),
             all,
+            index,
             nodes,
-            up_events: tokio::sync::broadcast::channel(64).0,
+            up_events: previous.map_or_else(
+                || tokio::sync::broadcast::channel(64).0,
+                |p| p.up_events.clone(),
+            ),
         }
     }
 
@@ -127,7 +176,7 @@ impl Pool {
 
     /// The node with id `id`.
     pub fn node(&self, id: NodeId) -> Option<&Arc<Node>> {
-        self.nodes.get(id.index())
+        self.nodes.get(usize::from(*self.index.get(id.index())?))
     }
 
     /// The node called `name`.
@@ -178,5 +227,88 @@ impl Pool {
             }
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(nodes: &[(&str, &str)]) -> Upstream {
+        let mut text = String::from("[[listener]]\naddress = \"127.0.0.1:0\"\n");
+        for (name, url) in nodes {
+            text.push_str(&format!(
+                "[[upstream.node]]\nname = \"{name}\"\nurl = \"{url}\"\n"
+            ));
+        }
+        crate::config::parse(
+            &text,
+            std::path::Path::new("t.toml"),
+            std::path::Path::new("."),
+        )
+        .unwrap()
+        .upstream
+    }
+
+    fn ids(pool: &Pool) -> Vec<(String, usize)> {
+        pool.nodes()
+            .iter()
+            .map(|n| (n.spec.name.clone(), n.id.index()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn node_ids_survive_reloads_by_name_and_new_nodes_take_free_ids() {
+        let first = Pool::new(
+            &upstream(&[
+                ("a", "http://127.0.0.1:1"),
+                ("b", "http://127.0.0.1:2"),
+                ("c", "http://127.0.0.1:3"),
+            ]),
+            None,
+        );
+        let second = Pool::build(
+            &upstream(&[
+                ("c", "http://127.0.0.1:3"),
+                ("d", "http://127.0.0.1:4"),
+                ("a", "http://127.0.0.1:9"),
+            ]),
+            None,
+            Some(&first),
+        );
+        assert_eq!(
+            ids(&second),
+            vec![("c".into(), 2), ("d".into(), 1), ("a".into(), 0)]
+        );
+        assert_eq!(second.node(NodeId::new(1).unwrap()).unwrap().spec.name, "d");
+        assert!(second.by_name("b").is_none());
+        // Unchanged nodes are the same objects (connections and health kept); changed ones are rebuilt.
+        assert!(Arc::ptr_eq(
+            first.by_name("c").unwrap(),
+            second.by_name("c").unwrap()
+        ));
+        assert!(!Arc::ptr_eq(
+            first.by_name("a").unwrap(),
+            second.by_name("a").unwrap()
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_an_unchanged_node_down() {
+        let first = Pool::new(
+            &upstream(&[("a", "http://127.0.0.1:1"), ("b", "http://127.0.0.1:2")]),
+            None,
+        );
+        let a = first.by_name("a").unwrap().clone();
+        first
+            .healthy
+            .fetch_and(!NodeSet::single(a.id).bits(), Ordering::AcqRel);
+        let second = Pool::build(
+            &upstream(&[("a", "http://127.0.0.1:1"), ("b", "http://127.0.0.1:2")]),
+            None,
+            Some(&first),
+        );
+        assert!(!second.healthy().contains(a.id));
+        assert_eq!(second.healthy().len(), 1);
     }
 }
