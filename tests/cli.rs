@@ -75,6 +75,32 @@ fn check_names_the_line_of_an_unknown_key() {
     );
 }
 
+/// Starts `tokenroute --config path` and returns it (killed on drop) with the address it logged.
+fn spawn_binary(path: &std::path::Path) -> (KillOnDrop, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
+        .arg("--config")
+        .arg(path)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let guard = KillOnDrop(Some(child));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                let _ = addr_tx.send(addr);
+            }
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the proxy logs its address");
+    (guard, addr)
+}
+
 /// Kills the child if the test fails before it exits on its own.
 struct KillOnDrop(Option<std::process::Child>);
 
@@ -91,36 +117,15 @@ impl Drop for KillOnDrop {
 async fn run_serves_requests_and_exits_zero_on_sigterm() {
     let origin = Origin::start("n1").await;
     let path = temp_file("run", &config_text(&[("n1", origin.url())], ""));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let pid = child.id();
-    let mut guard = KillOnDrop(Some(child));
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let _ = addr_tx.send(addr);
-            }
-        }
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the proxy logs its address");
+    let (mut guard, addr) = spawn_binary(&path);
     let (status, served_by, _) = get(&format!("http://{addr}/x")).await;
     assert_eq!((status.as_u16(), served_by.as_str()), (200, "n1"));
+    let mut child = guard.0.take().unwrap();
     let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let mut child = guard.0.take().unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
@@ -133,30 +138,11 @@ async fn sighup_applies_an_edited_config_without_a_restart() {
     let a = Origin::start("a").await;
     let b = Origin::start("b").await;
     let path = temp_file("hup", &config_text(&[("a", a.url())], ""));
-    let child = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
-        .arg("--config")
-        .arg(&path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut guard = KillOnDrop(Some(child));
-    let stderr = guard.0.as_mut().unwrap().stderr.take().unwrap();
-    let pid = guard.0.as_ref().unwrap().id();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let _ = addr_tx.send(addr);
-            }
-        }
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the proxy logs its address");
+    let (guard, addr) = spawn_binary(&path);
     assert_eq!(get(&format!("http://{addr}/x")).await.1, "a");
     let edited = config_text(&[("b", b.url())], "").replace("127.0.0.1:0", &addr);
     std::fs::write(&path, edited).unwrap();
+    let pid = guard.0.as_ref().unwrap().id();
     let hup = Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()

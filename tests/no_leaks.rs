@@ -39,17 +39,8 @@ async fn credentials_never_reach_logs_or_snapshot_files() {
     let dir = std::env::temp_dir().join(format!("tokenroute-leaks-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let snapshot = dir.join("affinity.snapshot");
-    let nodes: Vec<(String, String)> = cluster
-        .node_names()
-        .into_iter()
-        .zip(cluster.node_urls())
-        .collect();
-    let refs: Vec<(&str, String)> = nodes.iter().map(|(n, u)| (n.as_str(), u.clone())).collect();
-    let extra = format!(
-        "[health]\npath = \"/cqweb/health\"\n[affinity]\nsnapshot_path = \"{}\"\n",
-        snapshot.display()
-    );
-    let proxy = spawn_proxy(&config_text(&refs, &extra)).await;
+    let extra = format!("[affinity]\nsnapshot_path = \"{}\"\n", snapshot.display());
+    let proxy = spawn_proxy(&cluster_config(&cluster, &extra)).await;
     let mut seen = Vec::new();
     for (i, location) in [
         ParamLocation::Header,

@@ -11,21 +11,8 @@ use tokenroute::sim::consumer::Step;
 use tokenroute::sim::signature::ParamLocation;
 use tokenroute::sim::{run_flows, Cluster, FlowOptions, FlowReport, ParamMode};
 
-fn nodes_of(cluster: &Cluster) -> Vec<(String, String)> {
-    cluster
-        .node_names()
-        .into_iter()
-        .zip(cluster.node_urls())
-        .collect()
-}
-
 fn front_config(cluster: &Cluster, extra: &str) -> String {
-    let nodes = nodes_of(cluster);
-    let refs: Vec<(&str, String)> = nodes.iter().map(|(n, u)| (n.as_str(), u.clone())).collect();
-    config_text(
-        &refs,
-        &format!("[health]\npath = \"/cqweb/health\"\n{extra}"),
-    )
+    cluster_config(cluster, extra)
 }
 
 async fn flows(url: &str, n: usize, params: ParamMode) -> FlowReport {
@@ -252,10 +239,8 @@ async fn an_oversized_oauth_request_body_gets_413_and_other_large_forms_stream_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_whose_issuer_is_down_goes_to_a_healthy_node() {
     let cluster = Cluster::builder().nodes(3).start().await.unwrap();
-    let fast = "[health]\npath = \"/cqweb/health\"\ninterval = \"50ms\"\nrise = 1\nfall = 1\n";
-    let nodes = nodes_of(&cluster);
-    let refs: Vec<(&str, String)> = nodes.iter().map(|(n, u)| (n.as_str(), u.clone())).collect();
-    let proxy = spawn_proxy(&config_text(&refs, fast)).await;
+    let fast_health = "interval = \"50ms\"\nrise = 1\nfall = 1\n";
+    let proxy = spawn_proxy(&cluster_config(&cluster, fast_health)).await;
     let mut flow = ManualFlow::register_and_approve(&proxy.url(), "rtc").await;
     flow.request_and_authorize(ParamLocation::Header).await;
     let issuer = flow.single_node().unwrap().to_owned();

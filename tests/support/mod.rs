@@ -221,6 +221,20 @@ pub fn config_text(nodes: &[(&str, String)], extra: &str) -> String {
     text
 }
 
+/// Config text fronting every node of a stand-in cluster, health-checked on its own endpoint, plus `extra`.
+pub fn cluster_config(cluster: &tokenroute::sim::Cluster, extra: &str) -> String {
+    let nodes: Vec<(String, String)> = cluster
+        .node_names()
+        .into_iter()
+        .zip(cluster.node_urls())
+        .collect();
+    let refs: Vec<(&str, String)> = nodes.iter().map(|(n, u)| (n.as_str(), u.clone())).collect();
+    config_text(
+        &refs,
+        &format!("[health]\npath = \"/cqweb/health\"\n{extra}"),
+    )
+}
+
 /// Starts a proxy from config text (relative paths resolve against `base_dir`, default the temp dir).
 pub async fn spawn_proxy(text: &str) -> ProxyHandle {
     spawn_proxy_in(text, &std::env::temp_dir()).await
