@@ -12,10 +12,12 @@
 //! - [`oauth`]: pure extraction of credentials from requests and responses (RFC 5849, RFC 6749/6750).
 //! - [`affinity`]: the learned table of credential fingerprints → owner sets, and its persistence.
 //! - [`refresh`]: refreshing nodes (single flight, fan-out) and recognising stale-credential answers.
+//! - [`admin`]: the admin HTTP API (status, reload, drain, table lookup) and the Prometheus metrics registry.
 //! - [`sim`]: the stand-in for unmodified ClearQuest-Web-like nodes and a signing OAuth 1.0a consumer.
 //! - [`demo`]: `tokenroute demo`, the technote reproduced behind a plain balancer and behind tokenroute.
 //! - [`secret`]: the redacting newtype every secret travels in.
 
+pub mod admin;
 pub mod affinity;
 pub mod config;
 pub mod demo;

@@ -1,0 +1,1128 @@
+//! The metrics registry: counters the proxy bumps on the per-request path, rendered in the Prometheus text
+//! exposition format (0.0.4) on demand.
+//!
+//! Every counter is an `AtomicU64` in a fixed array indexed by a closed enum or by [`NodeId::index`], so an
+//! observation is one relaxed `fetch_add`: no lock, no allocation, no map lookup. Names are not stored:
+//! node names change on reload while ids do not, so [`Metrics::render`] takes them from a [`MetricsView`]
+//! built at scrape time. Gauges (health, in-flight requests, table size) are not stored here either; the
+//! view carries their current values.
+//!
+//! No method takes a string: the only free-form label values in the output are the node names of the view.
+
+use std::fmt::{self, Display, Write as _};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::{json, Map, Value};
+
+use super::names::{self, label};
+use crate::affinity::{NodeId, TableStats, MAX_NODES};
+use crate::oauth::CredentialKind;
+use crate::proxy::route::RouteReason;
+
+/// What started a node refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefreshTrigger {
+    /// A consumer key or client id was registered or approved: fan-out to the other nodes.
+    KeyEvent,
+    /// A node became healthy again.
+    NodeUp,
+    /// A node gave a stale-credential answer.
+    StaleAnswer,
+    /// An administrator asked (`POST /nodes/{name}/refresh`).
+    Admin,
+    /// The periodic refresh timer.
+    Timer,
+    /// Routing chose a node that is not an owner of the request's key.
+    Route,
+}
+
+impl RefreshTrigger {
+    /// Every trigger, in label order.
+    pub const ALL: [RefreshTrigger; 6] = [
+        RefreshTrigger::KeyEvent,
+        RefreshTrigger::NodeUp,
+        RefreshTrigger::StaleAnswer,
+        RefreshTrigger::Admin,
+        RefreshTrigger::Timer,
+        RefreshTrigger::Route,
+    ];
+
+    /// The `trigger` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshTrigger::KeyEvent => "key_event",
+            RefreshTrigger::NodeUp => "node_up",
+            RefreshTrigger::StaleAnswer => "stale_answer",
+            RefreshTrigger::Admin => "admin",
+            RefreshTrigger::Timer => "timer",
+            RefreshTrigger::Route => "route",
+        }
+    }
+}
+
+/// How a replay after a stale-credential answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplayOutcome {
+    /// Replayed on another node, which answered without a stale-credential error.
+    Repaired,
+    /// Replayed, and the other node failed too (or no node could take the replay).
+    Failed,
+    /// Not replayed: the body was not buffered, or the request must not be sent twice.
+    NotReplayable,
+}
+
+impl ReplayOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [ReplayOutcome; 3] = [
+        ReplayOutcome::Repaired,
+        ReplayOutcome::Failed,
+        ReplayOutcome::NotReplayable,
+    ];
+
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplayOutcome::Repaired => "repaired",
+            ReplayOutcome::Failed => "failed",
+            ReplayOutcome::NotReplayable => "not_replayable",
+        }
+    }
+}
+
+/// What a scrape shows of the nodes in force now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeView<'a> {
+    /// Stable id (indexes the counters).
+    pub id: NodeId,
+    /// Current configured name (the `node` label).
+    pub name: &'a str,
+    /// Whether health checks consider it up.
+    pub healthy: bool,
+    /// Whether an administrator drained it.
+    pub draining: bool,
+    /// Requests sent to it and not yet finished.
+    pub inflight: usize,
+    /// Consumer keys and client ids it is an owner of.
+    pub owned_keys: usize,
+}
+
+/// Everything [`Metrics::render`] needs besides the counters: current names and gauge values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsView<'a> {
+    /// The nodes of the configuration in force; counters of other ids are not rendered.
+    pub nodes: Vec<NodeView<'a>>,
+    /// The learned table's size and counters.
+    pub table: TableStats,
+    /// Entries per kind ([`crate::affinity::Table::len_by_kind`]).
+    pub table_by_kind: [(CredentialKind, usize); 9],
+}
+
+/// `class` label values, indexed by the status's first digit minus one.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Upper bounds of the latency histogram: nanoseconds (for comparing) and the `le` value (written once here
+/// so rendering never formats a float bound).
+const LATENCY_BUCKETS: [(u64, &str); 13] = [
+    (1_000_000, "0.001"),
+    (2_500_000, "0.0025"),
+    (5_000_000, "0.005"),
+    (10_000_000, "0.01"),
+    (25_000_000, "0.025"),
+    (50_000_000, "0.05"),
+    (100_000_000, "0.1"),
+    (250_000_000, "0.25"),
+    (500_000_000, "0.5"),
+    (1_000_000_000, "1"),
+    (2_500_000_000, "2.5"),
+    (5_000_000_000, "5"),
+    (10_000_000_000, "10"),
+];
+
+/// Row of [`Metrics::responses`] for answers the proxy produced itself.
+const NO_NODE_ROW: usize = MAX_NODES;
+
+type Counters<const N: usize> = [AtomicU64; N];
+
+fn counters<const N: usize>() -> Counters<N> {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+/// Reads one gauge's value from a node's view.
+type NodeGauge = fn(&NodeView<'_>) -> usize;
+
+/// One node's latency histogram.
+struct Histogram {
+    /// Observations per bucket, not cumulative; the last slot holds those above the largest bound. The
+    /// count is their sum, so buckets and count always agree in a scrape.
+    buckets: Counters<{ LATENCY_BUCKETS.len() + 1 }>,
+    /// Sum of observations in nanoseconds (overflows after 584 years of latency).
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram {
+            buckets: counters(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|&(bound, _)| nanos <= bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    fn reset(&self) {
+        self.buckets.iter().for_each(|b| b.store(0, Relaxed));
+        self.sum_nanos.store(0, Relaxed);
+    }
+}
+
+/// The process's metrics. Share it in an `Arc`; every `observe_*` method is lock-free.
+pub struct Metrics {
+    /// Responses by `[node index, or NO_NODE_ROW][status class]`.
+    responses: [Counters<5>; MAX_NODES + 1],
+    /// Upstream latency by node index.
+    latency: [Histogram; MAX_NODES],
+    /// Routing decisions by [`route_index`].
+    routes: Counters<5>,
+    /// Refreshes by `[trigger][ok = 0, failed = 1]`.
+    refreshes: [Counters<2>; RefreshTrigger::ALL.len()],
+    /// Replays by outcome.
+    replays: Counters<{ ReplayOutcome::ALL.len() }>,
+    /// Reloads by `[ok = 0, failed = 1]`.
+    reloads: Counters<2>,
+    body_too_large: AtomicU64,
+    learn_skipped: AtomicU64,
+}
+
+/// `result` label values, indexed by `usize::from(!ok)`.
+const RESULTS: [&str; 2] = ["ok", "failed"];
+
+fn result_index(ok: bool) -> usize {
+    usize::from(!ok)
+}
+
+/// Position of `reason` in [`RouteReason::ALL`]; the exhaustive match breaks the build if a reason is added
+/// without a slot.
+fn route_index(reason: RouteReason) -> usize {
+    match reason {
+        RouteReason::Token => 0,
+        RouteReason::Key => 1,
+        RouteReason::Cookie => 2,
+        RouteReason::Policy => 3,
+        RouteReason::OwnerDown => 4,
+    }
+}
+
+fn trigger_index(trigger: RefreshTrigger) -> usize {
+    trigger as usize
+}
+
+fn outcome_index(outcome: ReplayOutcome) -> usize {
+    outcome as usize
+}
+
+/// Index of a status's class in [`STATUS_CLASSES`]. `http` admits codes up to 999; RFC 9110 defines none
+/// above 599, so they count as server errors.
+fn class_index(status: StatusCode) -> usize {
+    usize::from(status.as_u16() / 100).clamp(1, 5) - 1
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl fmt::Debug for Metrics {
+    /// A summary: the full arrays would be thousands of zeros.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let responses: u64 = self
+            .responses
+            .iter()
+            .flatten()
+            .map(|c| c.load(Relaxed))
+            .sum();
+        let routes: u64 = self.routes.iter().map(|c| c.load(Relaxed)).sum();
+        f.debug_struct("Metrics")
+            .field("responses", &responses)
+            .field("routes", &routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// All counters at zero.
+    pub fn new() -> Metrics {
+        Metrics {
+            responses: std::array::from_fn(|_| counters()),
+            latency: std::array::from_fn(|_| Histogram::new()),
+            routes: counters(),
+            refreshes: std::array::from_fn(|_| counters()),
+            replays: counters(),
+            reloads: counters(),
+            body_too_large: AtomicU64::new(0),
+            learn_skipped: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a response sent to a client; `node` is `None` when the proxy answered itself (label `-`).
+    pub fn observe_response(&self, node: Option<NodeId>, status: StatusCode) {
+        let row = node.map_or(NO_NODE_ROW, NodeId::index);
+        self.responses[row][class_index(status)].fetch_add(1, Relaxed);
+    }
+
+    /// Records the time a node took to send its response head.
+    pub fn observe_upstream_latency(&self, node: NodeId, elapsed: Duration) {
+        self.latency[node.index()].observe(elapsed);
+    }
+
+    /// Counts a routing decision.
+    pub fn observe_route(&self, reason: RouteReason) {
+        self.routes[route_index(reason)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a finished refresh.
+    pub fn observe_refresh(&self, trigger: RefreshTrigger, ok: bool) {
+        self.refreshes[trigger_index(trigger)][result_index(ok)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a replay decision.
+    pub fn observe_replay(&self, outcome: ReplayOutcome) {
+        self.replays[outcome_index(outcome)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a configuration reload attempt.
+    pub fn observe_reload(&self, ok: bool) {
+        self.reloads[result_index(ok)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a request refused because its body exceeded the buffering cap.
+    pub fn observe_body_too_large(&self) {
+        self.body_too_large.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a response relayed without learning from it because it exceeded the inspection cap.
+    pub fn observe_learn_skipped(&self) {
+        self.learn_skipped.fetch_add(1, Relaxed);
+    }
+
+    /// Zeroes the per-node counters of `node`. Call it when an id is given to a node with a new name, so the
+    /// new node's series do not start from its predecessor's totals.
+    pub fn reset_node(&self, node: NodeId) {
+        self.responses[node.index()]
+            .iter()
+            .for_each(|c| c.store(0, Relaxed));
+        self.latency[node.index()].reset();
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric; node series only for `view.nodes`.
+    pub fn render(&self, view: &MetricsView<'_>) -> String {
+        let mut out = Exposition(String::with_capacity(4096 + view.nodes.len() * 2048));
+
+        out.family(
+            names::REQUESTS_TOTAL,
+            "counter",
+            "Responses sent to clients, by status class and node (- when the proxy answered itself).",
+        );
+        let rows = view
+            .nodes
+            .iter()
+            .map(|n| (n.name, n.id.index()))
+            .chain([(names::NO_NODE, NO_NODE_ROW)]);
+        for (name, row) in rows {
+            for (class, counter) in STATUS_CLASSES.iter().zip(&self.responses[row]) {
+                out.sample(
+                    names::REQUESTS_TOTAL,
+                    &[(label::CLASS, class), (label::NODE, name)],
+                    counter.load(Relaxed),
+                );
+            }
+        }
+
+        out.family(
+            names::UPSTREAM_LATENCY_SECONDS,
+            "histogram",
+            "Time from sending a request to a node to receiving its response head, by node.",
+        );
+        let bucket = format!("{}_bucket", names::UPSTREAM_LATENCY_SECONDS);
+        let sum = format!("{}_sum", names::UPSTREAM_LATENCY_SECONDS);
+        let count = format!("{}_count", names::UPSTREAM_LATENCY_SECONDS);
+        for node in &view.nodes {
+            let histogram = &self.latency[node.id.index()];
+            let bounds = LATENCY_BUCKETS.iter().map(|&(_, le)| le).chain(["+Inf"]);
+            let mut cumulative = 0u64;
+            for (le, slot) in bounds.zip(&histogram.buckets) {
+                cumulative += slot.load(Relaxed);
+                out.sample(
+                    &bucket,
+                    &[(label::NODE, node.name), (label::LE, le)],
+                    cumulative,
+                );
+            }
+            let seconds = histogram.sum_nanos.load(Relaxed) as f64 / 1e9;
+            out.sample(&sum, &[(label::NODE, node.name)], seconds);
+            out.sample(&count, &[(label::NODE, node.name)], cumulative);
+        }
+
+        let gauges: [(&str, &str, NodeGauge); 4] = [
+            (
+                names::NODE_HEALTHY,
+                "1 when health checks consider the node up, 0 when down.",
+                |n| usize::from(n.healthy),
+            ),
+            (
+                names::NODE_DRAINING,
+                "1 when an administrator drained the node, 0 otherwise.",
+                |n| usize::from(n.draining),
+            ),
+            (
+                names::NODE_INFLIGHT,
+                "Requests sent to the node and not yet finished.",
+                |n| n.inflight,
+            ),
+            (
+                names::NODE_OWNED_KEYS,
+                "Learned consumer keys and client ids the node is an owner of.",
+                |n| n.owned_keys,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            out.family(name, "gauge", help);
+            for node in &view.nodes {
+                out.sample(name, &[(label::NODE, node.name)], value(node));
+            }
+        }
+
+        out.family(
+            names::TABLE_ENTRIES,
+            "gauge",
+            "Entries in the learned table (expired ones not yet swept included), by credential kind.",
+        );
+        for (kind, n) in view.table_by_kind {
+            out.sample(names::TABLE_ENTRIES, &[(label::KIND, kind.as_str())], n);
+        }
+        let table: [(&str, &str, &str, u64); 4] = [
+            (
+                names::TABLE_MAX_ENTRIES,
+                "gauge",
+                "The bound on the learned table.",
+                view.table.max_entries as u64,
+            ),
+            (
+                names::TABLE_INSERTS_TOTAL,
+                "counter",
+                "Entries added to the learned table.",
+                view.table.inserts,
+            ),
+            (
+                names::TABLE_EVICTIONS_TOTAL,
+                "counter",
+                "Live entries removed from the learned table to make room.",
+                view.table.evictions,
+            ),
+            (
+                names::TABLE_EXPIRIES_TOTAL,
+                "counter",
+                "Expired entries removed from the learned table.",
+                view.table.expiries,
+            ),
+        ];
+        for (name, kind, help, value) in table {
+            out.family(name, kind, help);
+            out.sample(name, &[], value);
+        }
+
+        out.family(
+            names::ROUTE_DECISIONS_TOTAL,
+            "counter",
+            "Routing decisions, by the rule that decided.",
+        );
+        for reason in RouteReason::ALL {
+            out.sample(
+                names::ROUTE_DECISIONS_TOTAL,
+                &[(label::REASON, reason.as_str())],
+                self.routes[route_index(reason)].load(Relaxed),
+            );
+        }
+
+        out.family(
+            names::REFRESHES_TOTAL,
+            "counter",
+            "Node refreshes, by what started them and how they ended.",
+        );
+        for trigger in RefreshTrigger::ALL {
+            for (result, counter) in RESULTS.iter().zip(&self.refreshes[trigger_index(trigger)]) {
+                out.sample(
+                    names::REFRESHES_TOTAL,
+                    &[(label::TRIGGER, trigger.as_str()), (label::RESULT, result)],
+                    counter.load(Relaxed),
+                );
+            }
+        }
+
+        out.family(
+            names::REPLAYS_TOTAL,
+            "counter",
+            "Requests considered for replay after a stale-credential answer, by outcome.",
+        );
+        for outcome in ReplayOutcome::ALL {
+            out.sample(
+                names::REPLAYS_TOTAL,
+                &[(label::OUTCOME, outcome.as_str())],
+                self.replays[outcome_index(outcome)].load(Relaxed),
+            );
+        }
+
+        out.family(
+            names::CONFIG_RELOADS_TOTAL,
+            "counter",
+            "Configuration reload attempts, by result.",
+        );
+        for (result, counter) in RESULTS.iter().zip(&self.reloads) {
+            out.sample(
+                names::CONFIG_RELOADS_TOTAL,
+                &[(label::RESULT, result)],
+                counter.load(Relaxed),
+            );
+        }
+
+        let singles = [
+            (
+                names::REQUEST_BODY_TOO_LARGE_TOTAL,
+                "Requests refused because their body exceeded the buffering cap.",
+                &self.body_too_large,
+            ),
+            (
+                names::RESPONSES_NOT_LEARNED_TOTAL,
+                "Backend responses relayed without learning from them: too large to inspect.",
+                &self.learn_skipped,
+            ),
+        ];
+        for (name, help, counter) in singles {
+            out.family(name, "counter", help);
+            out.sample(name, &[], counter.load(Relaxed));
+        }
+
+        out.0
+    }
+
+    /// The process-wide counters for `/status`: routes, refreshes, replays, reloads and body caps. They count
+    /// since start and do not reset on reload.
+    pub fn counters_json(&self) -> Value {
+        let routes: Map<String, Value> = RouteReason::ALL
+            .into_iter()
+            .map(|r| {
+                let n = self.routes[route_index(r)].load(Relaxed);
+                (r.as_str().to_owned(), n.into())
+            })
+            .collect();
+        let by_result = |pair: &Counters<2>| -> Value {
+            RESULTS
+                .iter()
+                .zip(pair)
+                .map(|(r, c)| ((*r).to_owned(), Value::from(c.load(Relaxed))))
+                .collect::<Map<String, Value>>()
+                .into()
+        };
+        let refreshes: Map<String, Value> = RefreshTrigger::ALL
+            .into_iter()
+            .map(|t| {
+                let counts = by_result(&self.refreshes[trigger_index(t)]);
+                (t.as_str().to_owned(), counts)
+            })
+            .collect();
+        let replays: Map<String, Value> = ReplayOutcome::ALL
+            .into_iter()
+            .map(|o| {
+                let n = self.replays[outcome_index(o)].load(Relaxed);
+                (o.as_str().to_owned(), n.into())
+            })
+            .collect();
+        json!({
+            "routes": routes,
+            "refreshes": refreshes,
+            "replays": replays,
+            "reloads": by_result(&self.reloads),
+            "request_body_too_large": self.body_too_large.load(Relaxed),
+            "responses_too_large_to_learn": self.learn_skipped.load(Relaxed),
+        })
+    }
+}
+
+/// A text exposition being written.
+struct Exposition(String);
+
+impl Exposition {
+    /// Opens a metric family. Each family is written once, with all its samples right after.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Help texts are constants without backslashes or newlines, so they need no escaping.
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    /// Writes one sample line, escaping label values.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                self.0.push_str(key);
+                self.0.push_str("=\"");
+                escape_label_value(&mut self.0, value);
+                self.0.push('"');
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// Escapes a label value as the text format requires: backslash, double quote and line feed.
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{HashMap, HashSet};
+
+    fn id(i: usize) -> NodeId {
+        NodeId::new(i).unwrap()
+    }
+
+    fn node(i: usize, name: &str) -> NodeView<'_> {
+        NodeView {
+            id: id(i),
+            name,
+            healthy: i % 2 == 0,
+            draining: i == 1,
+            inflight: i * 3,
+            owned_keys: i + 1,
+        }
+    }
+
+    fn view<'a>(nodes: Vec<NodeView<'a>>) -> MetricsView<'a> {
+        MetricsView {
+            nodes,
+            table: TableStats {
+                len: 7,
+                max_entries: 1000,
+                inserts: 9,
+                evictions: 1,
+                expiries: 1,
+            },
+            table_by_kind: CredentialKind::ALL.map(|k| (k, k.index())),
+        }
+    }
+
+    /// Bumps every counter through every variant, so a render shows every label value the API can produce.
+    fn busy_metrics() -> Metrics {
+        let m = Metrics::new();
+        for (i, status) in [100, 200, 204, 302, 404, 401, 500, 503]
+            .into_iter()
+            .enumerate()
+        {
+            let status = StatusCode::from_u16(status).unwrap();
+            m.observe_response(Some(id(i % 3)), status);
+            m.observe_response(None, status);
+        }
+        for ms in [0, 1, 3, 40, 700, 2_000, 20_000] {
+            m.observe_upstream_latency(id(0), Duration::from_millis(ms));
+            m.observe_upstream_latency(id(2), Duration::from_millis(ms / 2));
+        }
+        RouteReason::ALL
+            .into_iter()
+            .for_each(|r| m.observe_route(r));
+        for trigger in RefreshTrigger::ALL {
+            m.observe_refresh(trigger, true);
+            m.observe_refresh(trigger, false);
+        }
+        ReplayOutcome::ALL
+            .into_iter()
+            .for_each(|o| m.observe_replay(o));
+        m.observe_reload(true);
+        m.observe_reload(false);
+        m.observe_body_too_large();
+        m.observe_learn_skipped();
+        m
+    }
+
+    type Labels = Vec<(String, String)>;
+
+    #[derive(Debug)]
+    struct Sample {
+        name: String,
+        labels: Labels,
+        value: f64,
+    }
+
+    fn is_name(s: &str, colon: bool) -> bool {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+    }
+
+    /// Parses `name{k="v",...} value`, undoing label escapes; panics on anything else.
+    fn parse_sample(line: &str) -> Sample {
+        let name_end = line.find(['{', ' ']).expect("a sample has a value");
+        let name = &line[..name_end];
+        assert!(is_name(name, true), "bad metric name in {line:?}");
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(inner) = rest.strip_prefix('{') {
+            rest = inner;
+            loop {
+                let eq = rest.find("=\"").expect("label=\"value\"");
+                let key = &rest[..eq];
+                assert!(is_name(key, false), "bad label name in {line:?}");
+                let mut value = String::new();
+                let mut chars = rest[eq + 2..].char_indices();
+                let end = loop {
+                    match chars.next().expect("unterminated label value") {
+                        (_, '\\') => match chars.next().expect("dangling escape").1 {
+                            '\\' => value.push('\\'),
+                            '"' => value.push('"'),
+                            'n' => value.push('\n'),
+                            c => panic!("bad escape \\{c} in {line:?}"),
+                        },
+                        (i, '"') => break eq + 2 + i + 1,
+                        (_, c) => value.push(c),
+                    }
+                };
+                labels.push((key.to_owned(), value));
+                rest = &rest[end..];
+                match rest.chars().next() {
+                    Some(',') => rest = &rest[1..],
+                    Some('}') => {
+                        rest = &rest[1..];
+                        break;
+                    }
+                    _ => panic!("bad label list in {line:?}"),
+                }
+            }
+        }
+        let value = rest.strip_prefix(' ').expect("one space before the value");
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            v => v
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        }
+    }
+
+    /// Checks the text format's rules the way a scraper would, and returns the samples.
+    fn parse_exposition(text: &str) -> Vec<Sample> {
+        assert!(
+            text.ends_with('\n'),
+            "the last line must end with a line feed"
+        );
+        let mut helped = HashSet::new();
+        let mut types: HashMap<String, String> = HashMap::new();
+        let mut finished: HashSet<String> = HashSet::new();
+        let mut current: Option<String> = None;
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').expect("HELP name text");
+                assert!(!help.is_empty(), "empty HELP for {name}");
+                assert!(helped.insert(name.to_owned()), "second HELP for {name}");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+                assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+                assert!(types.insert(name.to_owned(), kind.to_owned()).is_none());
+                if let Some(previous) = current.replace(name.to_owned()) {
+                    finished.insert(previous);
+                }
+                continue;
+            }
+            assert!(
+                !line.starts_with('#') && !line.is_empty(),
+                "stray line {line:?}"
+            );
+            let sample = parse_sample(line);
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    let base = sample.name.strip_suffix(suffix)?;
+                    (types.get(base).map(String::as_str) == Some("histogram")).then_some(base)
+                })
+                .unwrap_or(&sample.name);
+            assert!(helped.contains(family), "no HELP for {family}");
+            assert!(types.contains_key(family), "no TYPE for {family}");
+            assert_eq!(
+                current.as_deref(),
+                Some(family),
+                "{family} is not contiguous"
+            );
+            assert!(!finished.contains(family));
+            if types[family] == "counter" {
+                assert!(family.ends_with("_total"), "counter {family} lacks _total");
+            }
+            samples.push(sample);
+        }
+        assert_eq!(helped.len(), types.len(), "every metric has HELP and TYPE");
+        check_histograms(&samples, &types);
+        samples
+    }
+
+    /// Buckets cumulative (non-decreasing), ending at `+Inf`, which equals `_count`.
+    fn check_histograms(samples: &[Sample], types: &HashMap<String, String>) {
+        for (family, _) in types.iter().filter(|(_, kind)| *kind == "histogram") {
+            let mut series: HashMap<Labels, Vec<(String, f64)>> = HashMap::new();
+            for s in samples
+                .iter()
+                .filter(|s| s.name == format!("{family}_bucket"))
+            {
+                let le = s
+                    .labels
+                    .iter()
+                    .find(|(k, _)| k == "le")
+                    .expect("le")
+                    .1
+                    .clone();
+                let rest: Vec<_> = s
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k != "le")
+                    .cloned()
+                    .collect();
+                series.entry(rest).or_default().push((le, s.value));
+            }
+            for (labels, buckets) in series {
+                let bounds: Vec<f64> = buckets
+                    .iter()
+                    .map(|(le, _)| {
+                        if le == "+Inf" {
+                            f64::INFINITY
+                        } else {
+                            le.parse().unwrap()
+                        }
+                    })
+                    .collect();
+                assert!(bounds.windows(2).all(|w| w[0] < w[1]), "bounds increase");
+                assert_eq!(bounds.last(), Some(&f64::INFINITY), "last bucket is +Inf");
+                assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "cumulative");
+                let count = samples
+                    .iter()
+                    .find(|s| s.name == format!("{family}_count") && s.labels == labels)
+                    .expect("_count");
+                assert_eq!(count.value, buckets.last().unwrap().1, "+Inf equals _count");
+                assert!(samples
+                    .iter()
+                    .any(|s| s.name == format!("{family}_sum") && s.labels == labels));
+            }
+        }
+    }
+
+    fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && s.labels.len() == labels.len()
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+            })
+            .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+            .value
+    }
+
+    #[test]
+    fn exposition_follows_the_text_format() {
+        let m = busy_metrics();
+        let text = m.render(&view(vec![
+            node(0, "lbcq_1"),
+            node(1, "lbcq_2"),
+            node(2, "lbcq_3"),
+        ]));
+        let samples = parse_exposition(&text);
+        for name in [
+            names::REQUESTS_TOTAL,
+            &format!("{}_bucket", names::UPSTREAM_LATENCY_SECONDS),
+            names::NODE_HEALTHY,
+            names::NODE_DRAINING,
+            names::NODE_INFLIGHT,
+            names::NODE_OWNED_KEYS,
+            names::TABLE_ENTRIES,
+            names::TABLE_MAX_ENTRIES,
+            names::TABLE_INSERTS_TOTAL,
+            names::TABLE_EVICTIONS_TOTAL,
+            names::TABLE_EXPIRIES_TOTAL,
+            names::ROUTE_DECISIONS_TOTAL,
+            names::REFRESHES_TOTAL,
+            names::REPLAYS_TOTAL,
+            names::CONFIG_RELOADS_TOTAL,
+            names::REQUEST_BODY_TOO_LARGE_TOTAL,
+            names::RESPONSES_NOT_LEARNED_TOTAL,
+        ] {
+            assert!(samples.iter().any(|s| s.name == name), "{name} missing");
+            assert!(name.starts_with("tokenroute_"));
+        }
+    }
+
+    #[test]
+    fn exposition_without_nodes_still_parses() {
+        let text = Metrics::new().render(&view(Vec::new()));
+        let samples = parse_exposition(&text);
+        assert_eq!(
+            value(
+                &samples,
+                names::REQUESTS_TOTAL,
+                &[("class", "2xx"), ("node", "-")]
+            ),
+            0.0
+        );
+    }
+
+    #[test]
+    fn label_values_come_only_from_closed_sets_and_view_node_names() {
+        // No observe method takes a string, so whatever the proxy sees (credentials, paths, client
+        // addresses) has no way into a label. This pins that down: after every method was called with every
+        // variant, each label value in the output is a fixed word or a node name from the view.
+        let m = busy_metrics();
+        let names = ["lbcq_1", "lbcq_2"];
+        let text = m.render(&view(vec![node(0, names[0]), node(2, names[1])]));
+        let mut allowed: HashSet<&str> = HashSet::from(STATUS_CLASSES);
+        allowed.extend(RESULTS);
+        allowed.extend(RouteReason::ALL.map(RouteReason::as_str));
+        allowed.extend(RefreshTrigger::ALL.map(RefreshTrigger::as_str));
+        allowed.extend(ReplayOutcome::ALL.map(ReplayOutcome::as_str));
+        allowed.extend(CredentialKind::ALL.map(CredentialKind::as_str));
+        allowed.extend(LATENCY_BUCKETS.map(|(_, le)| le));
+        allowed.extend(["+Inf", names::NO_NODE]);
+        allowed.extend(names);
+        for sample in parse_exposition(&text) {
+            for (key, value) in &sample.labels {
+                assert!(
+                    allowed.contains(value.as_str()),
+                    "{}: label {key}={value:?} is outside the closed vocabularies",
+                    sample.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        let text = m.render(&view(vec![node(0, "a\"b\\c\nd")]));
+        assert!(text.contains(r#"node="a\"b\\c\nd""#), "{text}");
+        let samples = parse_exposition(&text);
+        assert_eq!(
+            value(&samples, names::NODE_HEALTHY, &[("node", "a\"b\\c\nd")]),
+            1.0
+        );
+    }
+
+    #[test]
+    fn responses_are_counted_by_class_and_node() {
+        let m = Metrics::new();
+        m.observe_response(Some(id(0)), StatusCode::OK);
+        m.observe_response(Some(id(0)), StatusCode::CREATED);
+        m.observe_response(Some(id(0)), StatusCode::UNAUTHORIZED);
+        m.observe_response(None, StatusCode::SERVICE_UNAVAILABLE);
+        let samples = parse_exposition(&m.render(&view(vec![node(0, "n1")])));
+        let requests = |class, node| {
+            value(
+                &samples,
+                names::REQUESTS_TOTAL,
+                &[("class", class), ("node", node)],
+            )
+        };
+        assert_eq!(requests("2xx", "n1"), 2.0);
+        assert_eq!(requests("4xx", "n1"), 1.0);
+        assert_eq!(requests("5xx", "n1"), 0.0);
+        assert_eq!(requests("5xx", "-"), 1.0);
+    }
+
+    #[test]
+    fn status_codes_above_599_count_as_server_errors() {
+        assert_eq!(class_index(StatusCode::from_u16(999).unwrap()), 4);
+        assert_eq!(class_index(StatusCode::CONTINUE), 0);
+        assert_eq!(class_index(StatusCode::from_u16(599).unwrap()), 4);
+    }
+
+    #[test]
+    fn latency_lands_in_the_first_bucket_whose_bound_is_not_below_it() {
+        let m = Metrics::new();
+        m.observe_upstream_latency(id(0), Duration::from_millis(1));
+        m.observe_upstream_latency(id(0), Duration::from_micros(1_001));
+        m.observe_upstream_latency(id(0), Duration::from_secs(60));
+        let samples = parse_exposition(&m.render(&view(vec![node(0, "n1")])));
+        let bucket = format!("{}_bucket", names::UPSTREAM_LATENCY_SECONDS);
+        let le = |le| value(&samples, &bucket, &[("node", "n1"), ("le", le)]);
+        assert_eq!(le("0.001"), 1.0, "bounds are inclusive");
+        assert_eq!(le("0.0025"), 2.0);
+        assert_eq!(le("10"), 2.0);
+        assert_eq!(le("+Inf"), 3.0);
+        let sum = format!("{}_sum", names::UPSTREAM_LATENCY_SECONDS);
+        assert!((value(&samples, &sum, &[("node", "n1")]) - 60.002001).abs() < 1e-9);
+    }
+
+    #[test]
+    fn nodes_absent_from_the_view_are_not_rendered() {
+        let m = Metrics::new();
+        m.observe_response(Some(id(5)), StatusCode::OK);
+        m.observe_upstream_latency(id(5), Duration::from_millis(3));
+        let text = m.render(&view(vec![node(0, "n1")]));
+        assert!(!text.contains("node=\"n6\""));
+        let nodes: HashSet<String> = parse_exposition(&text)
+            .into_iter()
+            .flat_map(|s| s.labels)
+            .filter(|(k, _)| k == "node")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(nodes, HashSet::from(["n1".to_owned(), "-".to_owned()]));
+    }
+
+    #[test]
+    fn a_node_is_rendered_under_its_current_name() {
+        let m = Metrics::new();
+        m.observe_response(Some(id(1)), StatusCode::OK);
+        let before = parse_exposition(&m.render(&view(vec![node(1, "old")])));
+        let after = parse_exposition(&m.render(&view(vec![node(1, "renamed")])));
+        let ok = [("class", "2xx")];
+        assert_eq!(
+            value(&before, names::REQUESTS_TOTAL, &[ok[0], ("node", "old")]),
+            1.0
+        );
+        assert_eq!(
+            value(&after, names::REQUESTS_TOTAL, &[ok[0], ("node", "renamed")]),
+            1.0
+        );
+    }
+
+    #[test]
+    fn reset_node_zeroes_only_that_node() {
+        let m = Metrics::new();
+        m.observe_response(Some(id(0)), StatusCode::OK);
+        m.observe_response(Some(id(1)), StatusCode::OK);
+        m.observe_upstream_latency(id(0), Duration::from_millis(3));
+        m.reset_node(id(0));
+        let samples = parse_exposition(&m.render(&view(vec![node(0, "a"), node(1, "b")])));
+        assert_eq!(
+            value(
+                &samples,
+                names::REQUESTS_TOTAL,
+                &[("class", "2xx"), ("node", "a")]
+            ),
+            0.0
+        );
+        assert_eq!(
+            value(
+                &samples,
+                names::REQUESTS_TOTAL,
+                &[("class", "2xx"), ("node", "b")]
+            ),
+            1.0
+        );
+        let count = format!("{}_count", names::UPSTREAM_LATENCY_SECONDS);
+        assert_eq!(value(&samples, &count, &[("node", "a")]), 0.0);
+    }
+
+    #[test]
+    fn gauges_and_table_come_from_the_view() {
+        let samples = parse_exposition(&Metrics::new().render(&view(vec![node(1, "b")])));
+        assert_eq!(value(&samples, names::NODE_HEALTHY, &[("node", "b")]), 0.0);
+        assert_eq!(value(&samples, names::NODE_DRAINING, &[("node", "b")]), 1.0);
+        assert_eq!(value(&samples, names::NODE_INFLIGHT, &[("node", "b")]), 3.0);
+        assert_eq!(
+            value(&samples, names::NODE_OWNED_KEYS, &[("node", "b")]),
+            2.0
+        );
+        assert_eq!(
+            value(&samples, names::TABLE_ENTRIES, &[("kind", "verifier")]),
+            2.0
+        );
+        assert_eq!(value(&samples, names::TABLE_MAX_ENTRIES, &[]), 1000.0);
+        assert_eq!(value(&samples, names::TABLE_INSERTS_TOTAL, &[]), 9.0);
+    }
+
+    #[test]
+    fn counters_json_reports_routes_refreshes_replays_and_reloads() {
+        let m = Metrics::new();
+        m.observe_route(RouteReason::OwnerDown);
+        m.observe_refresh(RefreshTrigger::KeyEvent, true);
+        m.observe_refresh(RefreshTrigger::KeyEvent, false);
+        m.observe_refresh(RefreshTrigger::KeyEvent, false);
+        m.observe_replay(ReplayOutcome::Repaired);
+        m.observe_reload(false);
+        let j = m.counters_json();
+        assert_eq!(j["routes"]["owner_down"], 1);
+        assert_eq!(j["routes"]["token"], 0);
+        assert_eq!(j["refreshes"]["key_event"]["ok"], 1);
+        assert_eq!(j["refreshes"]["key_event"]["failed"], 2);
+        assert_eq!(j["refreshes"]["timer"]["ok"], 0);
+        assert_eq!(j["replays"]["repaired"], 1);
+        assert_eq!(j["reloads"]["failed"], 1);
+        assert_eq!(j["reloads"]["ok"], 0);
+    }
+
+    #[test]
+    fn enum_indexes_follow_all_order() {
+        for (i, t) in RefreshTrigger::ALL.into_iter().enumerate() {
+            assert_eq!(trigger_index(t), i);
+        }
+        for (i, o) in ReplayOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome_index(o), i);
+        }
+        for (i, r) in RouteReason::ALL.into_iter().enumerate() {
+            assert_eq!(route_index(r), i);
+        }
+    }
+
+    #[test]
+    fn metrics_are_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Metrics>();
+        let m = std::sync::Arc::new(Metrics::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    (0..1000).for_each(|_| m.observe_response(Some(id(0)), StatusCode::OK))
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let samples = parse_exposition(&m.render(&view(vec![node(0, "a")])));
+        assert_eq!(
+            value(
+                &samples,
+                names::REQUESTS_TOTAL,
+                &[("class", "2xx"), ("node", "a")]
+            ),
+            4000.0
+        );
+    }
+}

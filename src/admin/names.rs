@@ -1,0 +1,64 @@
+//! Every metric name and label name tokenroute exports, in one place.
+//!
+//! Names follow Prometheus conventions: a `tokenroute_` prefix, base units (seconds), `_total` on counters
+//! only. Label values come from closed vocabularies (status class, reason, trigger, result, outcome, kind) or
+//! are node names from the configuration; none carries a credential, a client address or a request path.
+
+/// Counter: responses sent to clients, by `class` (`1xx`..`5xx`) and `node` (`-` when the proxy answered
+/// itself).
+pub const REQUESTS_TOTAL: &str = "tokenroute_requests_total";
+/// Histogram: time from sending a request to a node to receiving its response head, by `node`.
+pub const UPSTREAM_LATENCY_SECONDS: &str = "tokenroute_upstream_latency_seconds";
+/// Gauge: 1 when the node is healthy, 0 when down, by `node`.
+pub const NODE_HEALTHY: &str = "tokenroute_node_healthy";
+/// Gauge: 1 when an administrator drained the node, 0 otherwise, by `node`.
+pub const NODE_DRAINING: &str = "tokenroute_node_draining";
+/// Gauge: requests sent to the node and not yet finished, by `node`.
+pub const NODE_INFLIGHT: &str = "tokenroute_node_inflight_requests";
+/// Gauge: learned consumer keys and client ids the node is an owner of, by `node`.
+pub const NODE_OWNED_KEYS: &str = "tokenroute_node_owned_keys";
+/// Gauge: entries in the learned table, by `kind`.
+pub const TABLE_ENTRIES: &str = "tokenroute_table_entries";
+/// Gauge: the bound on the learned table (`max_entries`).
+pub const TABLE_MAX_ENTRIES: &str = "tokenroute_table_max_entries";
+/// Counter: entries added to the learned table.
+pub const TABLE_INSERTS_TOTAL: &str = "tokenroute_table_inserts_total";
+/// Counter: live entries removed to make room.
+pub const TABLE_EVICTIONS_TOTAL: &str = "tokenroute_table_evictions_total";
+/// Counter: expired entries removed.
+pub const TABLE_EXPIRIES_TOTAL: &str = "tokenroute_table_expiries_total";
+/// Counter: routing decisions, by `reason` (`token`, `key`, `cookie`, `policy`, `owner_down`).
+pub const ROUTE_DECISIONS_TOTAL: &str = "tokenroute_route_decisions_total";
+/// Counter: node refreshes, by `trigger` and `result` (`ok`, `failed`).
+pub const REFRESHES_TOTAL: &str = "tokenroute_refreshes_total";
+/// Counter: replays of a request after a stale-credential answer, by `outcome`.
+pub const REPLAYS_TOTAL: &str = "tokenroute_replays_total";
+/// Counter: configuration reloads, by `result` (`ok`, `failed`).
+pub const CONFIG_RELOADS_TOTAL: &str = "tokenroute_config_reloads_total";
+/// Counter: requests refused because their body exceeded the buffering cap.
+pub const REQUEST_BODY_TOO_LARGE_TOTAL: &str = "tokenroute_request_body_too_large_total";
+/// Counter: backend responses relayed without learning from them because they exceeded the inspection cap.
+pub const RESPONSES_NOT_LEARNED_TOTAL: &str = "tokenroute_responses_too_large_to_learn_total";
+
+/// Label names.
+pub mod label {
+    /// A node's configured name, or `-`.
+    pub const NODE: &str = "node";
+    /// An HTTP status class, `1xx`..`5xx`.
+    pub const CLASS: &str = "class";
+    /// A credential kind (`consumer_key`, `request_token`, ...).
+    pub const KIND: &str = "kind";
+    /// A routing reason.
+    pub const REASON: &str = "reason";
+    /// What started a refresh.
+    pub const TRIGGER: &str = "trigger";
+    /// `ok` or `failed`.
+    pub const RESULT: &str = "result";
+    /// How a replay ended.
+    pub const OUTCOME: &str = "outcome";
+    /// A histogram bucket's upper bound.
+    pub const LE: &str = "le";
+}
+
+/// The `node` label value of responses the proxy produced itself (no node answered).
+pub const NO_NODE: &str = "-";
