@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tokenroute::admin::{self, backend::ProxyAdmin};
 use tokenroute::sim::cli::{FlowArgs, SimNodesArgs};
 use tokenroute::{config, demo, proxy::Proxy, server, sim};
 
@@ -115,7 +116,29 @@ fn run_proxy(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let runtime = runtime.build().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let listeners = server::bind(&config).await?;
+        let admin = match &config.admin {
+            Some(settings) => {
+                let listener = tokio::net::TcpListener::bind(settings.address)
+                    .await
+                    .with_context(|| {
+                        format!("cannot bind the admin API on {}", settings.address)
+                    })?;
+                tracing::info!(addr = %listener.local_addr()?, "admin API listening");
+                Some((listener, settings.clone()))
+            }
+            None => None,
+        };
         let proxy = Proxy::new(config)?;
+        let admin = admin.map(|(listener, settings)| {
+            let backend =
+                std::sync::Arc::new(ProxyAdmin::new(proxy.clone(), Some(path.to_owned())));
+            tokio::spawn(admin::serve(
+                listener,
+                settings,
+                backend,
+                std::future::pending(),
+            ))
+        });
         let watcher = tokio::spawn(server::reload::watch(
             proxy.clone(),
             path.to_owned(),
@@ -123,6 +146,9 @@ fn run_proxy(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         ));
         server::run(listeners, proxy, shutdown_signal()).await;
         watcher.abort();
+        if let Some(task) = admin {
+            task.abort();
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

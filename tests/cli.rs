@@ -89,7 +89,11 @@ fn spawn_binary(path: &std::path::Path) -> (KillOnDrop, String) {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("addr=").nth(1) {
+            if let Some(rest) = line
+                .split("addr=")
+                .nth(1)
+                .filter(|_| line.contains("listener="))
+            {
                 let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
                 let _ = addr_tx.send(addr);
             }

@@ -12,6 +12,7 @@
 //! listener without a token).
 
 mod api;
+pub mod backend;
 pub mod metrics;
 pub mod names;
 

@@ -40,6 +40,9 @@ pub struct FileConfig {
     /// Replaying a request that met a stale-credential answer.
     #[serde(default)]
     pub repair: RepairFile,
+    /// The admin API.
+    #[serde(default)]
+    pub admin: AdminFile,
 }
 
 /// `[runtime]`
@@ -517,4 +520,36 @@ fn default_stale_problems() -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Serve the admin API.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Its own listener.
+    #[serde(default = "default_admin_address")]
+    pub address: String,
+    /// Name of the environment variable holding the bearer token.
+    #[serde(default = "default_admin_token_env")]
+    pub token_env: String,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        AdminFile {
+            enabled: true,
+            address: default_admin_address(),
+            token_env: default_admin_token_env(),
+        }
+    }
+}
+
+fn default_admin_address() -> String {
+    "127.0.0.1:9901".into()
+}
+fn default_admin_token_env() -> String {
+    "TOKENROUTE_ADMIN_TOKEN".into()
 }

@@ -60,6 +60,8 @@ pub struct Config {
     pub refresh: RefreshSettings,
     /// Replaying after stale answers.
     pub repair: Repair,
+    /// The admin API; `None` when disabled.
+    pub admin: Option<crate::admin::AdminSettings>,
 }
 
 /// `[repair]`, validated.
@@ -271,6 +273,7 @@ pub fn validate(
     let routing = routing(&file.routing, &mut errors);
     let affinity = affinity(&file.affinity, base_dir, &mut errors);
     let refresh = refresh(&file.refresh, env, &mut errors);
+    let admin = admin(&file.admin, env, &mut errors);
     let repair = Repair {
         enabled: file.repair.enabled,
         stale_problems: file.repair.stale_problems.clone(),
@@ -295,6 +298,7 @@ pub fn validate(
             affinity,
             refresh,
             repair,
+            admin,
         })
     } else {
         Err(errors.0)
@@ -749,4 +753,35 @@ fn interpolate_checked(
         return Err("an interpolated value contains a line break".into());
     }
     Ok(value)
+}
+
+fn admin(
+    file: &super::file::AdminFile,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) -> Option<crate::admin::AdminSettings> {
+    if !file.enabled {
+        return None;
+    }
+    let Ok(address) = file.address.parse::<SocketAddr>() else {
+        errors.push(
+            "admin.address",
+            format!("{:?}", file.address),
+            "expected IP:PORT, e.g. \"127.0.0.1:9901\"",
+        );
+        return None;
+    };
+    let settings = crate::admin::AdminSettings {
+        address,
+        token: env(&file.token_env).map(Secret::new),
+    };
+    if let Err(m) = crate::admin::check_settings(&settings) {
+        errors.push(
+            "admin.address",
+            format!("{:?}", file.address),
+            format!("{m} (in ${})", file.token_env),
+        );
+        return None;
+    }
+    Some(settings)
 }

@@ -20,6 +20,7 @@ use http::{Method, Request, Response, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
+use crate::admin::metrics::{Metrics, RefreshTrigger, ReplayOutcome};
 use crate::affinity::{
     self, snapshot, unix_now, AffinityError, Fingerprint, FingerprintKey, NodeId, NodeSet, Table,
 };
@@ -66,6 +67,8 @@ struct Shared {
     key: FingerprintKey,
     /// Single-flight refreshes per node; a mutex-guarded map touched only when a refresh is needed.
     refresher: Arc<Refresher>,
+    /// Counters and histograms; relaxed atomics in fixed arrays: per-request path, lock-free.
+    metrics: Metrics,
     /// Health probers of the current pool, replaced on reload (dropping a `JoinSet` aborts its tasks).
     /// Locked only by start-up and reloads.
     probers: std::sync::Mutex<tokio::task::JoinSet<()>>,
@@ -124,6 +127,7 @@ impl Proxy {
                 table,
                 key,
                 refresher: Arc::new(Refresher::new()),
+                metrics: Metrics::new(),
                 probers: std::sync::Mutex::new(tokio::task::JoinSet::new()),
                 reloads: std::sync::Mutex::new(ReloadStatus {
                     version: 1,
@@ -208,6 +212,7 @@ impl Proxy {
         });
         self.shared.current.store(generation.clone());
         self.restart_probers(&generation);
+        self.shared.metrics.observe_reload(true);
         let mut status = self
             .shared
             .reloads
@@ -223,8 +228,131 @@ impl Proxy {
         }
     }
 
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The Prometheus exposition of every metric, node names resolved from the generation in force.
+    pub fn render_metrics(&self) -> String {
+        let generation = self.current();
+        let pool = &generation.pool;
+        let keys = self.keys_owned_by_node();
+        let nodes = pool
+            .nodes()
+            .iter()
+            .map(|n| crate::admin::metrics::NodeView {
+                id: n.id,
+                name: &n.spec.name,
+                healthy: pool.checked_healthy().contains(n.id),
+                draining: pool.draining().contains(n.id),
+                inflight: n.inflight(),
+                owned_keys: keys[n.id.index()],
+            })
+            .collect();
+        self.shared
+            .metrics
+            .render(&crate::admin::metrics::MetricsView {
+                nodes,
+                table: self.shared.table.stats(),
+                table_by_kind: self.shared.table.len_by_kind(),
+            })
+    }
+
+    /// Consumer keys and client ids each node is known to hold (one pass over the table: admin use only).
+    fn keys_owned_by_node(&self) -> [usize; affinity::MAX_NODES] {
+        let mut counts = [0usize; affinity::MAX_NODES];
+        for (_, entry) in self.shared.table.entries() {
+            if entry.kind().specificity() == Specificity::Key {
+                for id in entry.owners().iter() {
+                    counts[id.index()] += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// The state an operator watches, as JSON: nodes, table, counters, config version. No credential.
+    pub fn status_json(&self) -> serde_json::Value {
+        let generation = self.current();
+        let pool = &generation.pool;
+        let keys = self.keys_owned_by_node();
+        let nodes: Vec<serde_json::Value> = pool
+            .nodes()
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.spec.name,
+                    "url": format!("{}://{}", n.spec.scheme, n.spec.authority),
+                    "healthy": pool.checked_healthy().contains(n.id),
+                    "draining": pool.draining().contains(n.id),
+                    "inflight": n.inflight(),
+                    "owned_keys": keys[n.id.index()],
+                })
+            })
+            .collect();
+        let by_kind: serde_json::Map<String, serde_json::Value> = self
+            .shared
+            .table
+            .len_by_kind()
+            .iter()
+            .map(|(k, n)| (k.as_str().to_owned(), serde_json::json!(n)))
+            .collect();
+        let stats = self.shared.table.stats();
+        serde_json::json!({
+            "nodes": nodes,
+            "table": {
+                "entries": stats.len,
+                "max_entries": stats.max_entries,
+                "by_kind": by_kind,
+                "inserts": stats.inserts,
+                "evictions": stats.evictions,
+                "expiries": stats.expiries,
+            },
+            "counters": self.shared.metrics.counters_json(),
+            "config": self.reload_status(),
+        })
+    }
+
+    /// Whether the proxy is ready: every node has had its first health check (or checks are off).
+    pub fn ready(&self) -> bool {
+        let generation = self.current();
+        generation.config.health.is_none()
+            || generation.pool.probed().is_superset(generation.pool.all())
+    }
+
+    /// Refreshes the node called `name` now (admin request); `None` when there is no such node.
+    pub async fn refresh_node(&self, name: &str) -> Option<bool> {
+        let generation = self.current();
+        let node = generation.pool.by_name(name)?.clone();
+        Some(
+            self.refresh_and_own(&generation, &node, RefreshTrigger::Admin)
+                .await,
+        )
+    }
+
+    /// What the table knows of a credential, by fingerprint: kind, owners (names), expiry. Never the value.
+    pub fn lookup(&self, credential: &str) -> Option<serde_json::Value> {
+        let entry = self
+            .shared
+            .table
+            .lookup(self.fingerprint(credential), unix_now())?;
+        let generation = self.current();
+        let owners: Vec<&str> = entry
+            .owners()
+            .iter()
+            .filter_map(|id| generation.pool.node(id).map(|n| n.spec.name.as_str()))
+            .collect();
+        Some(serde_json::json!({
+            "kind": entry.kind().as_str(),
+            "owners": owners,
+            "expires_at": entry.expires_at(),
+        }))
+    }
+
     /// Records a refused reload (the old config keeps serving).
     pub fn reload_failed(&self, error: &str) {
+        self.shared.metrics.observe_reload(false);
         let mut status = self
             .shared
             .reloads
@@ -261,6 +389,45 @@ impl Proxy {
         let generation = self.current();
         self.restart_probers(&generation);
         let mut set = tokio::task::JoinSet::new();
+        if generation.config.refresh.enabled() {
+            // A node that comes back up may have restarted and lost its registry.
+            let proxy = self.clone();
+            let mut ups = generation.pool.subscribe_up();
+            set.spawn(async move {
+                while let Ok(id) = ups.recv().await {
+                    let generation = proxy.current();
+                    if let Some(node) = generation.pool.node(id).cloned() {
+                        proxy
+                            .refresh_and_own(&generation, &node, RefreshTrigger::NodeUp)
+                            .await;
+                    }
+                }
+            });
+        }
+        if let Some(interval) = generation
+            .config
+            .refresh
+            .interval
+            .filter(|_| generation.config.refresh.enabled())
+        {
+            let proxy = self.clone();
+            set.spawn(async move {
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tick.tick().await;
+                    let generation = proxy.current();
+                    for node in generation.pool.nodes() {
+                        if generation.pool.healthy().contains(node.id) {
+                            proxy
+                                .refresh_and_own(&generation, node, RefreshTrigger::Timer)
+                                .await;
+                        }
+                    }
+                }
+            });
+        }
         let affinity = generation.config.affinity.clone();
         let table = self.shared.table.clone();
         set.spawn(async move {
@@ -313,7 +480,13 @@ impl Proxy {
         // `generation` is an `Arc` so background work (fan-out, refreshes) can keep it.
         match self.proxy(&generation, request, connection).await {
             Ok(response) => response,
-            Err(e) => e.into_response(),
+            Err(e) => {
+                if matches!(e, ProxyError::BodyTooLarge { .. }) {
+                    self.shared.metrics.observe_body_too_large();
+                }
+                self.shared.metrics.observe_response(None, e.status());
+                e.into_response()
+            }
         }
     }
 
@@ -387,12 +560,17 @@ impl Proxy {
             }
         };
         let route = classified.route;
+        self.shared.metrics.observe_route(route.reason);
         if route.reason == RouteReason::OwnerDown {
             tracing::debug!(owners = ?route.owners, "every owner of the credential is down; using a healthy node");
         }
         let allowed = self.apply_key_strategy(generation, &route).await;
 
+        let started = std::time::Instant::now();
         let (node, guard, response) = forward(generation, &parts, allowed, body).await?;
+        self.shared
+            .metrics
+            .observe_upstream_latency(node.id, started.elapsed());
         let (node, guard, response) = match (&replayable, config.repair.enabled) {
             (Some(replay), true) => {
                 self.repair(
@@ -440,7 +618,9 @@ impl Proxy {
                             let proxy = self.clone();
                             let generation = generation.clone();
                             tokio::spawn(async move {
-                                proxy.refresh_and_own(&generation, &node, "route").await;
+                                proxy
+                                    .refresh_and_own(&generation, &node, RefreshTrigger::Route)
+                                    .await;
                             });
                         }
                     }
@@ -471,19 +651,20 @@ impl Proxy {
         &self,
         generation: &Generation,
         node: &Arc<Node>,
-        trigger: &'static str,
+        trigger: RefreshTrigger,
     ) -> bool {
         let ok = self
             .shared
             .refresher
             .refresh(node, &generation.config.refresh)
             .await;
+        self.shared.metrics.observe_refresh(trigger, ok);
         if ok {
             let keys = self.shared.table.add_owner_to_kinds(
                 node.id,
                 &[CredentialKind::ConsumerKey, CredentialKind::ClientId],
             );
-            tracing::info!(node = %node.spec.name, trigger, keys, "node refreshed");
+            tracing::info!(node = %node.spec.name, trigger = trigger.as_str(), keys, "node refreshed");
         }
         ok
     }
@@ -501,19 +682,20 @@ impl Proxy {
             .iter()
             .filter_map(|id| pool.node(id).cloned())
             .collect();
-        let refresher = self.shared.refresher.clone();
-        let table = self.shared.table.clone();
+        let proxy = self.clone();
         tokio::spawn(async move {
             let mut set = tokio::task::JoinSet::new();
             for node in targets {
-                let refresher = refresher.clone();
-                let table = table.clone();
+                let proxy = proxy.clone();
                 let settings = settings.clone();
                 set.spawn(async move {
+                    let shared = &proxy.shared;
                     let mut backoff = settings.backoff;
                     for attempt in 0..=settings.retries {
-                        if refresher.refresh(&node, &settings).await {
-                            table.add_owner(fp, node.id);
+                        let ok = shared.refresher.refresh(&node, &settings).await;
+                        shared.metrics.observe_refresh(RefreshTrigger::KeyEvent, ok);
+                        if ok {
+                            shared.table.add_owner(fp, node.id);
                             return;
                         }
                         if attempt < settings.retries {
@@ -583,6 +765,9 @@ impl Proxy {
         let known = route.credential;
         if known.is_some_and(|(_, k)| k.specificity() == Specificity::Token) && !key_missing {
             // The token's issuer itself no longer holds it (it restarted): no other node can answer.
+            self.shared
+                .metrics
+                .observe_replay(ReplayOutcome::NotReplayable);
             return Ok((node, guard, Relayed::Read(Response::from_parts(head, rest))));
         }
         // The consumer key the stale node lacks: the one that routed, or one the table does not know yet.
@@ -598,7 +783,7 @@ impl Proxy {
             let stale_node = node.clone();
             tokio::spawn(async move {
                 if proxy
-                    .refresh_and_own(&generation, &stale_node, "stale answer")
+                    .refresh_and_own(&generation, &stale_node, RefreshTrigger::StaleAnswer)
                     .await
                 {
                     proxy.shared.table.add_owner(fp, stale_node.id);
@@ -668,9 +853,11 @@ impl Proxy {
                     );
                 }
                 tracing::info!(node = %last.0.spec.name, "replay repaired a stale answer");
-                break;
+                self.shared.metrics.observe_replay(ReplayOutcome::Repaired);
+                return Ok(last);
             }
         }
+        self.shared.metrics.observe_replay(ReplayOutcome::Failed);
         Ok(last)
     }
 
@@ -747,6 +934,9 @@ impl Proxy {
             }
         };
         headers::strip_hop_by_hop(&mut head.headers);
+        self.shared
+            .metrics
+            .observe_response(Some(node.id), head.status);
 
         let sets_cookie = routing.session_affinity && head.headers.contains_key(SET_COOKIE);
         if role.is_none() && !sets_cookie {
@@ -763,6 +953,7 @@ impl Proxy {
                 }
                 Ok(Prefix::TooLarge { head: prefix, rest }) => {
                     tracing::debug!(node = %node.spec.name, "response too large to learn from; relayed as is");
+                    self.shared.metrics.observe_learn_skipped();
                     body = Prefixed::new(prefix, rest).boxed();
                 }
                 Err(source) => {

@@ -80,6 +80,7 @@ async fn probe_loop(pool: Arc<Pool>, node: Arc<Node>, settings: Health) {
         ticker.tick().await;
         let ok = probe(&node, &settings).await;
         pool.record_health(&node, ok, "active check");
+        pool.note_probed(node.id);
     }
 }
 

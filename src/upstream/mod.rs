@@ -74,8 +74,12 @@ pub struct Pool {
     /// Position in `nodes` of each id (`u8::MAX`: none); ids are stable across reloads, so they can be sparse.
     index: [u8; MAX_NODES],
     balancer: Balancer,
-    /// Bit per healthy node; the only health state the request path reads.
+    /// Bit per healthy node; with `draining`, the only health state the request path reads.
     healthy: AtomicU64,
+    /// Bit per node an administrator drained: no new requests, in-flight ones finish.
+    draining: AtomicU64,
+    /// Bit per node that has had at least one active health check (readiness).
+    probed: AtomicU64,
     /// Every node.
     all: NodeSet,
     /// Announces nodes coming back up (a refresh trigger: a restarted node has lost its memory).
@@ -156,9 +160,14 @@ impl Pool {
         for (position, node) in nodes.iter().enumerate() {
             index[node.id.index()] = position as u8;
         }
+        let carried = |mask: fn(&Pool) -> NodeSet| {
+            previous.map_or(NodeSet::EMPTY, |p| mask(p).intersection(all))
+        };
         Pool {
             balancer: Balancer::new(upstream.policy, &weights),
             healthy: AtomicU64::new(healthy.bits()),
+            draining: AtomicU64::new(carried(Pool::draining).bits()),
+            probed: AtomicU64::new(carried(Pool::probed).bits()),
             all,
             index,
             nodes,
@@ -194,9 +203,42 @@ impl Pool {
         self.all
     }
 
-    /// Healthy nodes now.
+    /// Nodes that may take new requests now: healthy and not drained.
     pub fn healthy(&self) -> NodeSet {
+        NodeSet::from_bits(
+            self.healthy.load(Ordering::Acquire) & !self.draining.load(Ordering::Acquire),
+        )
+    }
+
+    /// Nodes whose health checks pass, drained or not.
+    pub fn checked_healthy(&self) -> NodeSet {
         NodeSet::from_bits(self.healthy.load(Ordering::Acquire))
+    }
+
+    /// Drained nodes.
+    pub fn draining(&self) -> NodeSet {
+        NodeSet::from_bits(self.draining.load(Ordering::Acquire))
+    }
+
+    /// Drains `id` (no new requests) or enables it again.
+    pub fn set_draining(&self, id: NodeId, draining: bool) {
+        let bit = NodeSet::single(id).bits();
+        if draining {
+            self.draining.fetch_or(bit, Ordering::AcqRel);
+        } else {
+            self.draining.fetch_and(!bit, Ordering::AcqRel);
+        }
+    }
+
+    /// Nodes that have had an active health check.
+    pub fn probed(&self) -> NodeSet {
+        NodeSet::from_bits(self.probed.load(Ordering::Acquire))
+    }
+
+    /// Records that `id` had an active health check.
+    pub fn note_probed(&self, id: NodeId) {
+        self.probed
+            .fetch_or(NodeSet::single(id).bits(), Ordering::AcqRel);
     }
 
     /// Picks a node among `allowed` with the configured policy.

@@ -211,7 +211,9 @@ impl ProxyHandle {
 
 /// Config text with one listener on port 0 and the given nodes; `extra` is appended (other sections).
 pub fn config_text(nodes: &[(&str, String)], extra: &str) -> String {
-    let mut text = String::from("[[listener]]\naddress = \"127.0.0.1:0\"\n\n");
+    let mut text = String::from(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n\n[admin]\naddress = \"127.0.0.1:0\"\n\n",
+    );
     for (name, url) in nodes {
         text.push_str(&format!(
             "[[upstream.node]]\nname = \"{name}\"\nurl = \"{url}\"\n\n"
@@ -378,4 +380,49 @@ impl TestPki {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }
+}
+
+/// Runs `promtool check metrics` on `exposition`. `None` when promtool is missing and not required
+/// (`TOKENROUTE_REQUIRE_PROMTOOL` unset); panics when it is required but missing.
+pub fn promtool_check(exposition: &str) -> Option<Result<(), String>> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let available = Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !available {
+        assert!(
+            std::env::var_os("TOKENROUTE_REQUIRE_PROMTOOL").is_none(),
+            "TOKENROUTE_REQUIRE_PROMTOOL is set but promtool is missing: install the `prometheus` package"
+        );
+        eprintln!("SKIPPED promtool check: promtool not found (apt-get install prometheus)");
+        return None;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(if output.status.success() && report.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(report)
+    })
 }
