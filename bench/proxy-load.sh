@@ -153,15 +153,17 @@ wait_port() {
 }
 
 CLK_TCK=$(getconf CLK_TCK)
-# utime+stime (clock ticks) of a process and its direct children (nginx: master and worker).
+# "utime stime" (clock ticks) of a process and its direct children (nginx: master and worker).
 cpu_ticks() {
-    local pid=$1 total=0 p
+    local pid=$1 user=0 sys=0 p u s
     for p in $pid $(ps -o pid= --ppid "$pid" 2>/dev/null); do
         [ -r "/proc/$p/stat" ] || continue
         # Fields after the parenthesised command name: utime is the 12th, stime the 13th.
-        total=$((total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+        read -r u s < <(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12, $13}')
+        user=$((user + u))
+        sys=$((sys + s))
     done
-    echo "$total"
+    echo "$user $sys"
 }
 
 # Busy ticks of core 0 (user, nice, system, irq, softirq, steal), whoever used them.
@@ -229,7 +231,7 @@ run_load() {
     shift 4
     local url="http://127.0.0.1:$port/cqweb/oslc/resource"
     taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 5s -s "$script" "$url" -- "$@" >/dev/null
-    local before=0 after=0 core0_before core0_after
+    local before="0 0" after="0 0" core0_before core0_after
     [ -z "$pid" ] || before=$(cpu_ticks "$pid")
     core0_before=$(core0_ticks)
     taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency -s "$script" "$url" -- "$@" \
@@ -238,8 +240,11 @@ run_load() {
     [ -z "$pid" ] || after=$(cpu_ticks "$pid")
     local line
     line=$(grep '^WRK ' "$WORK/$name.wrk" | sed 's/^WRK //') || die "no wrk summary for $name: $(cat "$WORK/$name.wrk")"
-    printf '{"case":"%s","proxy_cpu_ticks":%s,"core0_ticks":%s,"clk_tck":%s,"measured_cpu":%s,"wrk":%s}\n' \
-        "$name" "$((after - before))" "$((core0_after - core0_before))" "$CLK_TCK" \
+    local user_ticks sys_ticks
+    user_ticks=$(( ${after% *} - ${before% *} ))
+    sys_ticks=$(( ${after#* } - ${before#* } ))
+    printf '{"case":"%s","proxy_cpu_ticks":%s,"proxy_user_ticks":%s,"proxy_sys_ticks":%s,"core0_ticks":%s,"clk_tck":%s,"measured_cpu":%s,"wrk":%s}\n' \
+        "$name" "$((user_ticks + sys_ticks))" "$user_ticks" "$sys_ticks" "$((core0_after - core0_before))" "$CLK_TCK" \
         "$([ -n "$pid" ] && echo true || echo false)" "$line" >>"$RESULTS"
     log "$name: $(echo "$line" | python3 -c 'import json,sys; w=json.load(sys.stdin); print("%.0f req/s" % (w["requests"] * 1e6 / w["duration_us"]))')"
 }
@@ -377,12 +382,16 @@ for line in open(results_path):
         "p99_ms": w["p99_us"] / 1e3,
         "errors": w["errors"] + w["non_2xx"],
         "cpu_us_per_req": None,
+        "user_us_per_req": None,
+        "sys_us_per_req": None,
         "busy_pct": None,
         "core0_other_pct": None,
     }
     if r["measured_cpu"] and w["requests"]:
         cpu_s = r["proxy_cpu_ticks"] / r["clk_tck"]
         row["cpu_us_per_req"] = cpu_s * 1e6 / w["requests"]
+        row["user_us_per_req"] = r["proxy_user_ticks"] / r["clk_tck"] * 1e6 / w["requests"]
+        row["sys_us_per_req"] = r["proxy_sys_ticks"] / r["clk_tck"] * 1e6 / w["requests"]
         row["busy_pct"] = 100 * cpu_s / secs
         other = r["core0_ticks"] / r["clk_tck"] - cpu_s
         row["core0_other_pct"] = max(0.0, 100 * other / secs)
@@ -399,13 +408,15 @@ for row in rows:
 def f(v, fmt):
     return "-" if v is None else format(v, fmt)
 
-head = ["case", "req/s", "p50 ms", "p99 ms", "CPU us/req", "busy %", "core0 other %", "errors",
+head = ["case", "req/s", "p50 ms", "p99 ms", "CPU us/req", "user+sys", "busy %", "core0 other %", "errors",
         "req/s /HA", "p50 /HA", "p99 /HA", "CPU /HA"]
 table = [head]
 for r in rows:
     v = r["vs_haproxy"]
     table.append([r["case"], f(r["rps"], ".0f"), f(r["p50_ms"], ".3f"), f(r["p99_ms"], ".3f"),
-                  f(r["cpu_us_per_req"], ".2f"), f(r["busy_pct"], ".0f"), f(r["core0_other_pct"], ".0f"),
+                  f(r["cpu_us_per_req"], ".2f"),
+                  "-" if r["user_us_per_req"] is None else f"{r['user_us_per_req']:.1f}+{r['sys_us_per_req']:.1f}",
+                  f(r["busy_pct"], ".0f"), f(r["core0_other_pct"], ".0f"),
                   str(r["errors"]),
                   f(v["rps"], ".2f"), f(v["p50_ms"], ".2f"), f(v["p99_ms"], ".2f"), f(v["cpu_us_per_req"], ".2f")])
 widths = [max(len(row[i]) for row in table) for i in range(len(head))]
