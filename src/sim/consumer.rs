@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
@@ -423,6 +423,41 @@ pub struct FlowOptions {
     pub ca_pem: Option<Vec<u8>>,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Called as each step ends (for live progress and latency figures); `None` by default.
+    pub observer: Option<StepObserver>,
+    /// No flow starts after this instant (flows already running finish); `None` by default.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+/// One step that just ended, as a [`StepObserver`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepEvent<'a> {
+    /// Flow number.
+    pub flow: usize,
+    /// The step.
+    pub step: Step,
+    /// From the end of the previous step of this flow (or the flow's start) to the end of this one: the
+    /// request and the consumer's own preparation for it (signing, a browser's client).
+    pub latency: Duration,
+    /// Why it failed; `None` when it succeeded. A failed step ends its flow, and so does [`Step::Read3`].
+    pub failure: Option<&'a Failure>,
+}
+
+/// A callback [`run_flows`] calls from its worker tasks as each step ends; it should be quick.
+#[derive(Clone)]
+pub struct StepObserver(Arc<dyn Fn(&StepEvent<'_>) + Send + Sync>);
+
+impl StepObserver {
+    /// An observer calling `f`.
+    pub fn new(f: impl Fn(&StepEvent<'_>) + Send + Sync + 'static) -> Self {
+        StepObserver(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for StepObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepObserver(..)")
+    }
 }
 
 impl Default for FlowOptions {
@@ -439,6 +474,8 @@ impl Default for FlowOptions {
             user_password: Secret::new(USER_PASSWORD),
             ca_pem: None,
             timeout: Duration::from_secs(10),
+            observer: None,
+            deadline: None,
         }
     }
 }
@@ -473,6 +510,18 @@ impl FlowOptions {
     /// Trust these CA certificates (PEM) for `https` targets.
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Report each step to `observer` as it ends.
+    pub fn observer(mut self, observer: StepObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Start no flow after `deadline`.
+    pub fn deadline(mut self, deadline: tokio::time::Instant) -> Self {
+        self.deadline = Some(deadline);
         self
     }
 }
@@ -1121,7 +1170,11 @@ pub async fn run_flows(opts: FlowOptions) -> Result<FlowReport, SimError> {
             let mut done = Vec::new();
             loop {
                 let flow = next.fetch_add(1, Ordering::Relaxed);
-                if flow >= flows {
+                let late = ctx
+                    .opts
+                    .deadline
+                    .is_some_and(|d| tokio::time::Instant::now() >= d);
+                if flow >= flows || late {
                     break done;
                 }
                 done.push(run_flow(&ctx, flow).await);
@@ -1145,8 +1198,15 @@ pub async fn run_flows(opts: FlowOptions) -> Result<FlowReport, SimError> {
 }
 
 async fn run_flow(ctx: &FlowContext, flow: usize) -> FlowResult {
-    let mut steps = Vec::with_capacity(Step::ALL.len());
-    if let Err((step, failure)) = flow_steps(ctx, flow, &mut steps).await {
+    let mut record = StepRecord {
+        steps: Vec::with_capacity(Step::ALL.len()),
+        flow,
+        observer: ctx.opts.observer.as_ref(),
+        since: Instant::now(),
+    };
+    let outcome = flow_steps(ctx, flow, &mut record).await;
+    let mut steps = record.steps;
+    if let Err((step, failure)) = outcome {
         steps.push((step, StepOutcome::Failed(failure)));
     }
     for step in Step::ALL.iter().skip(steps.len()) {
@@ -1155,20 +1215,38 @@ async fn run_flow(ctx: &FlowContext, flow: usize) -> FlowResult {
     FlowResult { flow, steps }
 }
 
+/// The successful steps of one flow so far, and the clock and observer each step's end is reported to.
+struct StepRecord<'a> {
+    steps: Vec<(Step, StepOutcome)>,
+    flow: usize,
+    observer: Option<&'a StepObserver>,
+    since: Instant,
+}
+
 /// Runs the steps in order, recording each success; the first failure is returned with its step.
 async fn flow_steps(
     ctx: &FlowContext,
     flow: usize,
-    steps: &mut Vec<(Step, StepOutcome)>,
+    steps: &mut StepRecord<'_>,
 ) -> Result<(), (Step, Failure)> {
     fn done<T>(
-        steps: &mut Vec<(Step, StepOutcome)>,
+        record: &mut StepRecord<'_>,
         step: Step,
         result: Result<Served<T>, Failure>,
     ) -> Result<T, (Step, Failure)> {
+        if let Some(observer) = record.observer {
+            let now = Instant::now();
+            (observer.0)(&StepEvent {
+                flow: record.flow,
+                step,
+                latency: now - record.since,
+                failure: result.as_ref().err(),
+            });
+            record.since = now;
+        }
         match result {
             Ok(served) => {
-                steps.push((
+                record.steps.push((
                     step,
                     StepOutcome::Ok {
                         served_by: served.served_by,

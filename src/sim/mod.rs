@@ -21,6 +21,7 @@ use thiserror::Error;
 pub mod cli;
 pub mod cluster;
 pub mod consumer;
+pub mod loadtest;
 pub mod node;
 pub mod repository;
 pub mod signature;
@@ -52,6 +53,15 @@ pub enum SimError {
     /// A URL that is not an absolute `http(s)://host:port/...`.
     #[error("invalid URL {0:?}")]
     InvalidUrl(String),
+    /// A report file (the load test's chart) that cannot be written.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A CA certificate file that cannot be read.
     #[error("cannot read CA certificates from {path}")]
     CaFile {

@@ -1,0 +1,448 @@
+#!/usr/bin/env bash
+# bench/proxy-load.sh: the proxy load bench, in one run on one machine.
+#
+# What it does, in order:
+#   1. installs haproxy, nginx (nginx-light) and wrk with apt-get if any is missing (needs root or sudo);
+#   2. builds `tokenroute` and `examples/bench_origin` with `cargo build --release`;
+#   3. starts a pool of fast origins (bench_origin: one thread each, fixed 13-byte body);
+#   4. runs the same keep-alive HTTP/1.1 load with wrk (fixed connections, fixed duration) against:
+#        direct             one origin, no proxy (the ceiling of the load side)
+#        haproxy            HAProxy, `nbthread 1`, round robin over the origins (the baseline of every ratio)
+#        haproxy-hdr        the same, but every request carries the `Authorization: OAuth ..` header below
+#        nginx              nginx, `worker_processes 1`, upstream keepalive
+#        tokenroute         tokenroute, `worker_threads = 1`, `[routing] token_aware = false`
+#        tokenroute-hdr     the same, but every request carries an `Authorization: OAuth ..` header
+#        tokenroute-aware   `token_aware = true`, the same OAuth requests; 80% carry a token the proxy has
+#                           learned (the table is warmed first through the proxy, from the origins' own
+#                           request-token answers), 20% an unknown one;
+#   5. prints a table and writes bench-results/proxy-load-<time>.txt and .json.
+#
+# Figures per case: requests/s, p50 and p99 latency (wrk --latency), and the CPU time the proxy process
+# (nginx: master + worker) used per request: utime+stime from /proc/PID/stat before and after the run,
+# divided by the requests wrk completed. Each figure is also given as a ratio to HAProxy's in the same run.
+#
+# Pinning: the proxy under test runs on core 0 alone (`taskset -c 0`); wrk and the origins share core 1
+# (`taskset -c 1`). On this 2-core machine that gives each proxy one whole core, as 1 thread/worker can use;
+# "busy" in the table is the proxy's CPU time over the run's wall time, so a proxy near 100% was the limit
+# and one well below it was waiting on core 1; "core0 other" is core 0's busy time not charged to the
+# proxy (kernel network work, or another program on a shared machine), the sign of a disturbed run.
+#
+# Options:
+#   --connections N   wrk connections (default 32)
+#   --duration S      seconds per measured run (default 10); each run is preceded by a 2 s warm-up
+#   --origins N       origin processes (default 3)
+#   --tokens N        tokens learned before the token-aware run (default 2000)
+#   --cases LIST      comma-separated subset of the cases above (default: all)
+#   --no-install      do not run apt-get; fail if a tool is missing
+#   --no-build        use the binaries already in target/release
+#   --out DIR         results directory (default bench-results)
+#
+# Every process started here is stopped by PID on exit (trap), everything binds 127.0.0.1 on free ports,
+# and each load run is bounded by --duration (plus a wrk timeout). A full run takes about 2 minutes once the
+# release build is up to date.
+
+set -euo pipefail
+
+CONNECTIONS=32
+DURATION=10
+WARMUP=2
+ORIGINS=3
+TOKENS=2000
+CASES="direct,haproxy,haproxy-hdr,nginx,tokenroute,tokenroute-hdr,tokenroute-aware"
+INSTALL=1
+BUILD=1
+OUT=bench-results
+
+usage() {
+    sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --connections) CONNECTIONS="$2"; shift 2 ;;
+        --duration) DURATION="$2"; shift 2 ;;
+        --origins) ORIGINS="$2"; shift 2 ;;
+        --tokens) TOKENS="$2"; shift 2 ;;
+        --cases) CASES="$2"; shift 2 ;;
+        --no-install) INSTALL=0; shift ;;
+        --no-build) BUILD=0; shift ;;
+        --out) OUT="$2"; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "unknown option: $1" >&2; usage 2 ;;
+    esac
+done
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'proxy-load: %s\n' "$*" >&2; exit 1; }
+has_case() { case ",$CASES," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+# ---------------------------------------------------------------------------------------------- tools
+need_install=()
+command -v haproxy >/dev/null || need_install+=(haproxy)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_install+=(nginx-light)
+command -v wrk >/dev/null || need_install+=(wrk)
+command -v taskset >/dev/null || need_install+=(util-linux)
+command -v python3 >/dev/null || need_install+=(python3)
+if [ ${#need_install[@]} -gt 0 ]; then
+    [ "$INSTALL" = 1 ] || die "missing: ${need_install[*]} (run without --no-install)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    log "installing ${need_install[*]}"
+    # Package scripts must not start a system nginx or haproxy on port 80: a policy-rc.d answering 101
+    # forbids it. Added only if absent, and removed again.
+    added_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod 755 /usr/sbin/policy-rc.d
+        added_policy=1
+    fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null
+    [ "$added_policy" = 0 ] || $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+# ---------------------------------------------------------------------------------------------- build
+if [ "$BUILD" = 1 ]; then
+    log "cargo build --release (tokenroute, bench_origin)"
+    cargo build --release --quiet --bin tokenroute --example bench_origin
+fi
+TOKENROUTE="$ROOT/target/release/tokenroute"
+ORIGIN="$ROOT/target/release/examples/bench_origin"
+[ -x "$TOKENROUTE" ] && [ -x "$ORIGIN" ] || die "binaries missing in target/release (run without --no-build)"
+
+# ---------------------------------------------------------------------------------------------- processes
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/proxy-load.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops one process started here and forgets it.
+stop() {
+    local pid=$1 kept=() p
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+    PIDS=("${kept[@]}")
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT NAME LOG: waits up to 10 s until 127.0.0.1:PORT accepts a connection.
+wait_port() {
+    local deadline=$((SECONDS + 10))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || die "nothing listens on 127.0.0.1:$1 after 10 s ($2): $(tail -n 5 "$3" 2>/dev/null)"
+        sleep 0.1
+    done
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+# "utime stime" (clock ticks) of a process and its direct children (nginx: master and worker).
+cpu_ticks() {
+    local pid=$1 user=0 sys=0 p u s
+    for p in $pid $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+        [ -r "/proc/$p/stat" ] || continue
+        # Fields after the parenthesised command name: utime is the 12th, stime the 13th.
+        read -r u s < <(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12, $13}')
+        user=$((user + u))
+        sys=$((sys + s))
+    done
+    echo "$user $sys"
+}
+
+# Busy ticks of core 0 (user, nice, system, irq, softirq, steal), whoever used them.
+core0_ticks() {
+    awk '$1 == "cpu0" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+log "starting $ORIGINS origins on core 1"
+ORIGIN_PORTS=()
+for i in $(seq 1 "$ORIGINS"); do
+    taskset -c 1 "$ORIGIN" serve "origin$i" >"$WORK/origin$i.port" 2>"$WORK/origin$i.err" &
+    PIDS+=($!)
+    deadline=$((SECONDS + 10))
+    until [ -s "$WORK/origin$i.port" ]; do
+        [ $SECONDS -lt $deadline ] || die "origin$i did not start: $(cat "$WORK/origin$i.err")"
+        sleep 0.05
+    done
+    ORIGIN_PORTS+=("$(head -n1 "$WORK/origin$i.port")")
+done
+
+# ---------------------------------------------------------------------------------------------- wrk scripts
+cat >"$WORK/report.lua" <<'LUA'
+-- Prints one JSON line with what the bench needs; latency figures are in microseconds.
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"errors":%d,"non_2xx":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+LUA
+
+# Requests carrying a realistic RFC 5849 Authorization header. Tokens bench-0 .. bench-(known-1) were
+# learned by the proxy during warm-up; bench-(known) .. bench-(total-1) were never issued (unknown).
+cat "$WORK/report.lua" >"$WORK/oauth.lua"
+cat >>"$WORK/oauth.lua" <<'LUA'
+local requests_ = {}
+local next_ = 0
+init = function(args)
+  local known, total = tonumber(args[1]), tonumber(args[2])
+  for i = 0, total - 1 do
+    local auth = string.format(
+      'OAuth realm="cqweb", oauth_consumer_key="3f6c1e0a9b7d4e2f8a1c5b9d0e7f%04x", oauth_token="bench-%d", ' ..
+      'oauth_signature_method="HMAC-SHA1", oauth_timestamp="%d", oauth_nonce="%08x%08x", ' ..
+      'oauth_version="1.0", oauth_signature="tR3%%2BTy81lMeYAr%%2FFid0kMTYa%%2FWM%%3D"',
+      i % 16, i, 1717171717 + i, i * 2654435761 % 4294967296, i)
+    requests_[#requests_ + 1] = wrk.format("GET", "/cqweb/oslc/resource", { ["Authorization"] = auth })
+  end
+end
+request = function()
+  next_ = next_ % #requests_ + 1
+  return requests_[next_]
+end
+LUA
+KNOWN=$TOKENS
+TOTAL=$((TOKENS * 5 / 4))
+
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+
+# run_load CASE PORT PID SCRIPT [ARGS...]: a warm-up run, then the measured run with the proxy's CPU time
+# read around it. PID is empty for the direct case.
+run_load() {
+    local name=$1 port=$2 pid=$3 script=$4
+    shift 4
+    local url="http://127.0.0.1:$port/cqweb/oslc/resource"
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 5s -s "$script" "$url" -- "$@" >/dev/null
+    local before="0 0" after="0 0" core0_before core0_after
+    [ -z "$pid" ] || before=$(cpu_ticks "$pid")
+    core0_before=$(core0_ticks)
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency -s "$script" "$url" -- "$@" \
+        >"$WORK/$name.wrk"
+    core0_after=$(core0_ticks)
+    [ -z "$pid" ] || after=$(cpu_ticks "$pid")
+    local line
+    line=$(grep '^WRK ' "$WORK/$name.wrk" | sed 's/^WRK //') || die "no wrk summary for $name: $(cat "$WORK/$name.wrk")"
+    local user_ticks sys_ticks
+    user_ticks=$(( ${after% *} - ${before% *} ))
+    sys_ticks=$(( ${after#* } - ${before#* } ))
+    printf '{"case":"%s","proxy_cpu_ticks":%s,"proxy_user_ticks":%s,"proxy_sys_ticks":%s,"core0_ticks":%s,"clk_tck":%s,"measured_cpu":%s,"wrk":%s}\n' \
+        "$name" "$((user_ticks + sys_ticks))" "$user_ticks" "$sys_ticks" "$((core0_after - core0_before))" "$CLK_TCK" \
+        "$([ -n "$pid" ] && echo true || echo false)" "$line" >>"$RESULTS"
+    log "$name: $(echo "$line" | python3 -c 'import json,sys; w=json.load(sys.stdin); print("%.0f req/s" % (w["requests"] * 1e6 / w["duration_us"]))')"
+}
+
+# ---------------------------------------------------------------------------------------------- cases
+if has_case direct; then
+    log "direct (origin1, no proxy)"
+    run_load direct "${ORIGIN_PORTS[0]}" "" "$WORK/report.lua"
+fi
+
+if has_case haproxy || has_case haproxy-hdr; then
+    port=$(free_port)
+    {
+        printf 'global\n    nbthread 1\n    maxconn 4096\n'
+        printf 'defaults\n    mode http\n    option http-keep-alive\n'
+        printf '    timeout connect 2s\n    timeout client 30s\n    timeout server 60s\n'
+        printf 'frontend fe\n    bind 127.0.0.1:%s\n    default_backend origins\n' "$port"
+        printf 'backend origins\n    balance roundrobin\n'
+        for i in "${!ORIGIN_PORTS[@]}"; do
+            printf '    server origin%d 127.0.0.1:%s\n' "$((i + 1))" "${ORIGIN_PORTS[$i]}"
+        done
+    } >"$WORK/haproxy.cfg"
+    log "haproxy (nbthread 1) on core 0"
+    taskset -c 0 haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port" haproxy "$WORK/haproxy.log"
+    has_case haproxy && run_load haproxy "$port" "$pid" "$WORK/report.lua"
+    has_case haproxy-hdr && run_load haproxy-hdr "$port" "$pid" "$WORK/oauth.lua" "$KNOWN" "$TOTAL"
+    stop "$pid"
+fi
+
+if has_case nginx; then
+    port=$(free_port)
+    mkdir -p "$WORK/nginx"
+    {
+        printf 'worker_processes 1;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/nginx/error.log warn;\n' "$WORK" "$WORK"
+        printf 'events { worker_connections 4096; }\n'
+        printf 'http {\n    access_log off;\n    keepalive_requests 1000000;\n'
+        for t in client_body proxy fastcgi uwsgi scgi; do
+            printf '    %s_temp_path %s/nginx/%s;\n' "$t" "$WORK" "$t"
+        done
+        printf '    upstream origins {\n'
+        for p in "${ORIGIN_PORTS[@]}"; do printf '        server 127.0.0.1:%s;\n' "$p"; done
+        printf '        keepalive 64;\n        keepalive_requests 1000000;\n    }\n'
+        printf '    server {\n        listen 127.0.0.1:%s;\n' "$port"
+        printf '        location / {\n            proxy_pass http://origins;\n'
+        printf '            proxy_http_version 1.1;\n            proxy_set_header Connection "";\n'
+        printf '        }\n    }\n}\n'
+    } >"$WORK/nginx.conf"
+    log "nginx (worker_processes 1) on core 0"
+    taskset -c 0 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx.conf" >"$WORK/nginx.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port" nginx "$WORK/nginx.log"
+    run_load nginx "$port" "$pid" "$WORK/report.lua"
+    stop "$pid"
+fi
+
+# tokenroute_config PORT TOKEN_AWARE [with_routing]: a config with one worker thread, no health checks.
+tokenroute_config() {
+    local port=$1 aware=$2 routing=${3:-1}
+    printf '[runtime]\nworker_threads = 1\n\n[[listener]]\nname = "bench"\naddress = "127.0.0.1:%s"\n\n' "$port"
+    printf '[upstream]\npolicy = "round_robin"\n\n'
+    for i in "${!ORIGIN_PORTS[@]}"; do
+        printf '[[upstream.node]]\nname = "origin%d"\nurl = "http://127.0.0.1:%s"\n\n' "$((i + 1))" "${ORIGIN_PORTS[$i]}"
+    done
+    printf '[health]\nenabled = false\n\n'
+    if [ "$routing" = 1 ]; then
+        printf '[routing]\ntoken_aware = %s\npresets = ["oslc"]\n' "$aware"
+    fi
+}
+
+# Whether this build knows the [routing] section (it landed after this script was written).
+ROUTING=1
+tokenroute_config 1 false >"$WORK/probe.toml"
+if ! "$TOKENROUTE" check --config "$WORK/probe.toml" >/dev/null 2>"$WORK/probe.err"; then
+    ROUTING=0
+    log "this tokenroute build rejects [routing] ($(head -c 200 "$WORK/probe.err" | tr '\n' ' ')): plain cases run without it, token-aware is skipped"
+fi
+NOTES=()
+
+# start_tokenroute NAME AWARE: starts it on core 0; sets TR_PORT and TR_PID.
+start_tokenroute() {
+    TR_PORT=$(free_port)
+    tokenroute_config "$TR_PORT" "$2" "$ROUTING" >"$WORK/$1.toml"
+    log "$1 (worker_threads = 1, token_aware = $2) on core 0"
+    RUST_LOG=warn taskset -c 0 "$TOKENROUTE" --config "$WORK/$1.toml" >"$WORK/$1.log" 2>&1 &
+    TR_PID=$!
+    PIDS+=("$TR_PID")
+    wait_port "$TR_PORT" "$1" "$WORK/$1.log"
+}
+
+if has_case tokenroute || has_case tokenroute-hdr; then
+    start_tokenroute tokenroute false
+    has_case tokenroute && run_load tokenroute "$TR_PORT" "$TR_PID" "$WORK/report.lua"
+    has_case tokenroute-hdr && run_load tokenroute-hdr "$TR_PORT" "$TR_PID" "$WORK/oauth.lua" "$KNOWN" "$TOTAL"
+    stop "$TR_PID"
+    [ "$ROUTING" = 1 ] || NOTES+=("tokenroute ran without a [routing] section: this build predates it")
+fi
+
+if has_case tokenroute-aware; then
+    if [ "$ROUTING" = 1 ]; then
+        start_tokenroute tokenroute-aware true
+        log "warming: $KNOWN request tokens issued by the origins through the proxy"
+        learned=$(taskset -c 1 "$ORIGIN" warm "http://127.0.0.1:$TR_PORT" "$KNOWN")
+        NOTES+=("tokenroute-aware: $learned tokens learned through the proxy before the run; 80% of requests carry one of them, 20% an unknown token")
+        run_load tokenroute-aware "$TR_PORT" "$TR_PID" "$WORK/oauth.lua" "$KNOWN" "$TOTAL"
+        stop "$TR_PID"
+    else
+        NOTES+=("tokenroute-aware skipped: this tokenroute build has no [routing] section")
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------- report
+mkdir -p "$OUT"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+NOTES_JSON=$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}" | python3 -c 'import json,sys; print(json.dumps([l for l in sys.stdin.read().splitlines() if l]))')
+META=$(printf '{"stamp":"%s","connections":%s,"duration_s":%s,"origins":%s,"commit":"%s","cores":%s,"pinning":"proxy on core 0 (taskset -c 0); wrk and origins on core 1 (taskset -c 1)","notes":%s}' \
+    "$STAMP" "$CONNECTIONS" "$DURATION" "$ORIGINS" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$NOTES_JSON")
+python3 - "$RESULTS" "$OUT/proxy-load-$STAMP" "$META" <<'PY'
+import json, sys
+
+results_path, out_base, meta = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+rows = []
+for line in open(results_path):
+    r = json.loads(line)
+    w = r["wrk"]
+    secs = w["duration_us"] / 1e6
+    row = {
+        "case": r["case"],
+        "requests": w["requests"],
+        "rps": w["requests"] / secs,
+        "p50_ms": w["p50_us"] / 1e3,
+        "p99_ms": w["p99_us"] / 1e3,
+        "errors": w["errors"] + w["non_2xx"],
+        "cpu_us_per_req": None,
+        "user_us_per_req": None,
+        "sys_us_per_req": None,
+        "busy_pct": None,
+        "core0_other_pct": None,
+    }
+    if r["measured_cpu"] and w["requests"]:
+        cpu_s = r["proxy_cpu_ticks"] / r["clk_tck"]
+        row["cpu_us_per_req"] = cpu_s * 1e6 / w["requests"]
+        row["user_us_per_req"] = r["proxy_user_ticks"] / r["clk_tck"] * 1e6 / w["requests"]
+        row["sys_us_per_req"] = r["proxy_sys_ticks"] / r["clk_tck"] * 1e6 / w["requests"]
+        row["busy_pct"] = 100 * cpu_s / secs
+        other = r["core0_ticks"] / r["clk_tck"] - cpu_s
+        row["core0_other_pct"] = max(0.0, 100 * other / secs)
+    rows.append(row)
+
+base = next((r for r in rows if r["case"] == "haproxy"), None)
+def ratio(row, key):
+    if base is None or row[key] is None or not base[key]:
+        return None
+    return row[key] / base[key]
+for row in rows:
+    row["vs_haproxy"] = {k: ratio(row, k) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
+
+def f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+head = ["case", "req/s", "p50 ms", "p99 ms", "CPU us/req", "user+sys", "busy %", "core0 other %", "errors",
+        "req/s /HA", "p50 /HA", "p99 /HA", "CPU /HA"]
+table = [head]
+for r in rows:
+    v = r["vs_haproxy"]
+    table.append([r["case"], f(r["rps"], ".0f"), f(r["p50_ms"], ".3f"), f(r["p99_ms"], ".3f"),
+                  f(r["cpu_us_per_req"], ".2f"),
+                  "-" if r["user_us_per_req"] is None else f"{r['user_us_per_req']:.1f}+{r['sys_us_per_req']:.1f}",
+                  f(r["busy_pct"], ".0f"), f(r["core0_other_pct"], ".0f"),
+                  str(r["errors"]),
+                  f(v["rps"], ".2f"), f(v["p50_ms"], ".2f"), f(v["p99_ms"], ".2f"), f(v["cpu_us_per_req"], ".2f")])
+widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+         for row in table]
+
+by = {r["case"]: r for r in rows}
+extra = []
+def cpu_cmp(a, b, label):
+    if a in by and b in by and by[a]["cpu_us_per_req"] and by[b]["cpu_us_per_req"]:
+        d = by[a]["cpu_us_per_req"] / by[b]["cpu_us_per_req"] - 1
+        extra.append(f"{label}: {d * 100:+.1f}% CPU per request")
+cpu_cmp("tokenroute-aware", "tokenroute-hdr", "token-aware vs plain, same OAuth requests")
+cpu_cmp("tokenroute-aware", "tokenroute", "token-aware (OAuth requests) vs plain (bare requests)")
+cpu_cmp("tokenroute-hdr", "tokenroute", "plain with OAuth header vs plain bare (header bytes alone)")
+
+text = "\n".join(
+    [f"proxy load bench {meta['stamp']} (commit {meta['commit']}, {meta['cores']} cores): "
+     f"wrk -t1 -c{meta['connections']} -d{meta['duration_s']}s keep-alive HTTP/1.1, {meta['origins']} origins",
+     f"pinning: {meta['pinning']}",
+     "ratios (/HA) are to HAProxy in this run; CPU is utime+stime of the proxy process per completed request",
+     "busy %: the proxy's CPU time over wall time; core0 other %: core 0 busy time not charged to the proxy",
+     "(softirq network work, or other processes on this shared machine: when high, distrust req/s)",
+     ""] + lines + [""] + extra + meta["notes"]) + "\n"
+print(text, end="")
+open(out_base + ".txt", "w").write(text)
+json.dump({"meta": meta, "cases": rows}, open(out_base + ".json", "w"), indent=2)
+print(f"\nwritten: {out_base}.txt {out_base}.json")
+PY
