@@ -32,6 +32,8 @@ enum Command {
     SimNodes(SimNodesArgs),
     /// Play signed OAuth 1.0a friendship flows against a target and print a per-step report.
     Flow(FlowArgs),
+    /// Load-test a deployment with many concurrent signed flows; prints latency percentiles, writes an SVG.
+    Loadtest(sim::loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,10 @@ fn main() -> ExitCode {
         Command::Flow(args) => tool_runtime().and_then(|rt| {
             let report = rt.block_on(sim::cli::flow(args))?;
             Ok(exit(report.failed() == 0))
+        }),
+        Command::Loadtest(args) => tool_runtime().and_then(|rt| {
+            let report = rt.block_on(sim::loadtest::loadtest(args))?;
+            Ok(exit(report.failed == 0))
         }),
     };
     match result {
