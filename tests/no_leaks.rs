@@ -39,7 +39,11 @@ async fn credentials_never_reach_logs_or_snapshot_files() {
     let dir = std::env::temp_dir().join(format!("tokenroute-leaks-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let snapshot = dir.join("affinity.snapshot");
-    let extra = format!("[affinity]\nsnapshot_path = \"{}\"\n", snapshot.display());
+    let extra = format!(
+        "[affinity]\nsnapshot_path = \"{}\"\n{}",
+        snapshot.display(),
+        refresh_section("pin+refresh")
+    );
     let proxy = spawn_proxy(&cluster_config(&cluster, &extra)).await;
     let mut seen = Vec::new();
     for (i, location) in [
@@ -55,6 +59,8 @@ async fn credentials_never_reach_logs_or_snapshot_files() {
         flow.access_and_read(location).await;
         seen.push(flow.seen.clone());
     }
+    let logins: u64 = (0..cluster.len()).map(|i| cluster.logins(i)).sum();
+    assert!(logins > 0, "the refresh fan-out logged in on the nodes");
     proxy.shutdown().await;
     cluster.shutdown().await;
 
@@ -70,6 +76,14 @@ async fn credentials_never_reach_logs_or_snapshot_files() {
     );
     let mut files = vec![("snapshot", snapshot_text)];
     files.push(("logs", logs));
+    // The refresh exchanges' credentials (the fan-out logged in on every node with them) stay secret too.
+    let refresh_password = test_env("SIM_PASSWORD").unwrap();
+    for (what, text) in &files {
+        assert!(
+            !text.contains(&refresh_password),
+            "the refresh password appeared in the {what}"
+        );
+    }
     for creds in &seen {
         for value in creds.all() {
             assert!(

@@ -696,6 +696,7 @@ impl Proxy {
                         shared.metrics.observe_refresh(RefreshTrigger::KeyEvent, ok);
                         if ok {
                             shared.table.add_owner(fp, node.id);
+                            tracing::debug!(node = %node.spec.name, "fan-out refresh done");
                             return;
                         }
                         if attempt < settings.retries {
