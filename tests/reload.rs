@@ -226,3 +226,37 @@ async fn a_replaced_certificate_reaches_new_connections_and_old_ones_continue() 
     assert_eq!(send(&mut old_connection).await, 200);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_moved_listener_is_rebound_and_the_old_address_closed() {
+    let a = Origin::start("a").await;
+    let dir = temp_dir("rebind");
+    let path = dir.join("config.toml");
+    let proxy = spawn_proxy(&config_text(&[("a", a.url())], "")).await;
+    let old = proxy.addr;
+    let new = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    write(
+        &path,
+        &config_text(&[("a", a.url())], "").replacen("127.0.0.1:0", &new.to_string(), 1),
+    );
+    let report = reload_from_file(&proxy.proxy, &path).unwrap();
+    assert!(report.listeners_changed);
+    let url = format!("http://{new}/x");
+    eventually(
+        "the new address serves",
+        Duration::from_secs(5),
+        async || tokio::net::TcpStream::connect(new).await.is_ok(),
+    )
+    .await;
+    assert_eq!(get(&url).await.1, "a");
+    eventually(
+        "the old address is closed",
+        Duration::from_secs(5),
+        async || tokio::net::TcpStream::connect(old).await.is_err(),
+    )
+    .await;
+    proxy.shutdown().await;
+}

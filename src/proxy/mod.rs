@@ -72,6 +72,8 @@ struct Shared {
     /// Health probers of the current pool, replaced on reload (dropping a `JoinSet` aborts its tasks).
     /// Locked only by start-up and reloads.
     probers: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// Announces each applied reload's version (the server rebinds listeners on it).
+    reload_events: tokio::sync::watch::Sender<u64>,
     /// Config version (1 at start, +1 per applied reload) and the last reload's result; reloads only.
     reloads: std::sync::Mutex<ReloadStatus>,
 }
@@ -98,8 +100,8 @@ pub struct ReloadReport {
     pub nodes_added: Vec<String>,
     /// Nodes removed, by name (their learned ownership is gone).
     pub nodes_removed: Vec<String>,
-    /// Listener addresses changed, which needs a restart (they keep their old address until then).
-    pub listeners_need_restart: bool,
+    /// Listeners were added, removed or moved to another address (the server rebinds them).
+    pub listeners_changed: bool,
 }
 
 impl Proxy {
@@ -128,6 +130,7 @@ impl Proxy {
                 key,
                 refresher: Arc::new(Refresher::new()),
                 metrics: Metrics::new(),
+                reload_events: tokio::sync::watch::channel(1).0,
                 probers: std::sync::Mutex::new(tokio::task::JoinSet::new()),
                 reloads: std::sync::Mutex::new(ReloadStatus {
                     version: 1,
@@ -202,10 +205,7 @@ impl Proxy {
                 .map(|l| (l.name.clone(), l.address))
                 .collect::<Vec<_>>()
         };
-        let listeners_need_restart = addresses(&config) != addresses(&old.config);
-        if listeners_need_restart {
-            tracing::warn!("listener addresses changed: they apply at the next restart");
-        }
+        let listeners_changed = addresses(&config) != addresses(&old.config);
         let generation = Arc::new(Generation {
             config: Arc::new(config),
             pool,
@@ -220,11 +220,12 @@ impl Proxy {
             .unwrap_or_else(|e| e.into_inner());
         status.version += 1;
         status.applied += 1;
+        self.shared.reload_events.send_replace(status.version);
         ReloadReport {
             version: status.version,
             nodes_added,
             nodes_removed,
-            listeners_need_restart,
+            listeners_changed,
         }
     }
 
@@ -348,6 +349,11 @@ impl Proxy {
             "owners": owners,
             "expires_at": entry.expires_at(),
         }))
+    }
+
+    /// Applied reloads, by config version, as they happen.
+    pub fn subscribe_reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.reload_events.subscribe()
     }
 
     /// Records a refused reload (the old config keeps serving).

@@ -6,6 +6,7 @@
 pub mod reload;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +27,8 @@ use crate::proxy::{ConnectionInfo, Proxy};
 pub struct BoundListener {
     /// Name for logs.
     pub name: String,
+    /// The address as configured (port 0 stays 0), to tell on reload whether it changed.
+    pub configured: SocketAddr,
     /// The socket.
     pub listener: TcpListener,
     /// TLS termination, if any.
@@ -64,6 +67,7 @@ pub async fn bind(config: &Config) -> std::io::Result<Vec<BoundListener>> {
         })?;
         out.push(BoundListener {
             name: l.name.clone(),
+            configured: l.address,
             listener,
             tls: l.tls.clone().map(TlsAcceptor::from),
             max_connections: l.max_connections.get(),
@@ -82,26 +86,87 @@ pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Fut
 
     let graceful = Arc::new(GracefulShutdown::new());
     let builder = Arc::new(http_builder(&limits));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut accept_loops = tokio::task::JoinSet::new();
-    for listener in listeners {
-        if let Ok(addr) = listener.local_addr() {
+    let start = |listener: BoundListener| {
+        let address = listener.configured;
+        let bound = listener.local_addr().ok();
+        if let Some(addr) = bound {
             tracing::info!(listener = %listener.name, %addr, tls = listener.tls.is_some(), "listening");
         }
-        accept_loops.spawn(accept_loop(
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(
             listener,
             proxy.clone(),
             builder.clone(),
             limits.clone(),
             graceful.clone(),
-            stop_rx.clone(),
+            stopped,
         ));
+        Running {
+            address,
+            bound,
+            stop,
+            task,
+        }
+    };
+    let mut running: HashMap<String, Running> = HashMap::new();
+    for listener in listeners {
+        running.insert(listener.name.clone(), start(listener));
     }
+    let mut retired = Vec::new();
 
-    shutdown.await;
+    let mut reloads = proxy.subscribe_reloads();
+    // A reload may have happened between binding and now: reconcile once at the start (idempotent).
+    reloads.mark_changed();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            changed = reloads.changed() => {
+                if changed.is_err() {
+                    shutdown.as_mut().await;
+                    break;
+                }
+                // Listeners follow the config: a changed address is rebound, a new one bound, a removed one
+                // closed. Connections already accepted carry on either way.
+                let wanted: Vec<_> = proxy.current().config.listeners.clone();
+                for (name, old) in std::mem::take(&mut running) {
+                    // Unchanged: the same configured address, or the one port 0 was given.
+                    let same = |l: &crate::config::Listener| l.address == old.address || Some(l.address) == old.bound;
+                    if wanted.iter().any(|l| l.name == name && same(l)) {
+                        running.insert(name, old);
+                    } else {
+                        tracing::info!(listener = %name, address = %old.address, "listener closed by reload");
+                        let _ = old.stop.send(true);
+                        retired.push(old.task);
+                    }
+                }
+                let missing: Vec<_> = wanted.iter().filter(|l| !running.contains_key(&l.name)).collect();
+                for l in missing {
+                    match TcpListener::bind(l.address).await {
+                        Ok(socket) => {
+                            let bound = BoundListener {
+                                name: l.name.clone(),
+                                configured: l.address,
+                                listener: socket,
+                                tls: l.tls.clone().map(TlsAcceptor::from),
+                                max_connections: l.max_connections.get(),
+                            };
+                            running.insert(l.name.clone(), start(bound));
+                        }
+                        Err(e) => tracing::error!(listener = %l.name, address = %l.address, error = %e, "cannot bind listener after reload"),
+                    }
+                }
+            }
+        }
+    }
     tracing::info!("shutting down: no new connections; draining in-flight requests");
-    let _ = stop_tx.send(true);
-    while accept_loops.join_next().await.is_some() {}
+    for (_, r) in running.drain() {
+        let _ = r.stop.send(true);
+        retired.push(r.task);
+    }
+    for task in retired {
+        let _ = task.await;
+    }
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         unreachable!("every accept loop has returned and dropped its handle");
     };
@@ -117,6 +182,15 @@ pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Fut
             tracing::error!(error = %crate::proxy::error::error_chain(&e), "saving the learned table failed")
         }
     }
+}
+
+/// An accept loop in progress: the address it was configured with, and how to stop it.
+#[derive(Debug)]
+struct Running {
+    address: SocketAddr,
+    bound: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
