@@ -4,8 +4,8 @@
 //! Without promtool the test is skipped with a message, unless `TOKENROUTE_REQUIRE_PROMTOOL` is set (CI sets
 //! it and installs the package): then a missing promtool fails the test instead of passing it silently.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
 use http::StatusCode;
@@ -70,50 +70,12 @@ fn realistic_exposition() -> String {
     metrics.render(&view)
 }
 
-fn promtool_available() -> bool {
-    Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn promtool_accepts_the_metrics_exposition() {
-    if !promtool_available() {
-        if std::env::var_os("TOKENROUTE_REQUIRE_PROMTOOL").is_some() {
-            panic!("TOKENROUTE_REQUIRE_PROMTOOL is set but promtool is missing: install the `prometheus` package");
-        }
-        eprintln!(
-            "SKIPPED promtool_accepts_the_metrics_exposition: promtool not found \
-             (apt-get install prometheus; set TOKENROUTE_REQUIRE_PROMTOOL=1 to make this a failure)"
-        );
-        return;
-    }
     let exposition = realistic_exposition();
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool starts");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(exposition.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // promtool exits non-zero on parse errors and on lint problems alike; any output is a problem.
-    assert!(
-        output.status.success() && report.trim().is_empty(),
-        "promtool check metrics failed:\n{report}\n--- exposition ---\n{exposition}"
-    );
+    if let Some(result) = support::promtool_check(&exposition) {
+        result.unwrap_or_else(|report| {
+            panic!("promtool check metrics failed:\n{report}\n--- exposition ---\n{exposition}")
+        });
+    }
 }

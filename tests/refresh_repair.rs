@@ -11,17 +11,9 @@ use tokenroute::sim::signature::ParamLocation;
 use tokenroute::sim::{run_flows, Cluster, FlowOptions, ParamMode};
 
 fn front_config(cluster: &Cluster, extra: &str) -> String {
-    let nodes: Vec<(String, String)> = cluster
-        .node_names()
-        .into_iter()
-        .zip(cluster.node_urls())
-        .collect();
-    let refs: Vec<(&str, String)> = nodes.iter().map(|(n, u)| (n.as_str(), u.clone())).collect();
-    config_text(
-        &refs,
-        &format!(
-            "[health]\npath = \"/cqweb/health\"\ninterval = \"100ms\"\nrise = 1\nfall = 1\n{extra}"
-        ),
+    cluster_config(
+        cluster,
+        &format!("interval = \"100ms\"\nrise = 1\nfall = 1\n{extra}"),
     )
 }
 

@@ -418,9 +418,7 @@ impl Proxy {
         {
             let proxy = self.clone();
             set.spawn(async move {
-                let mut tick =
-                    tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut tick = periodic(interval);
                 loop {
                     tick.tick().await;
                     let generation = proxy.current();
@@ -456,9 +454,7 @@ impl Proxy {
         {
             let proxy = self.clone();
             set.spawn(async move {
-                let mut tick =
-                    tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut tick = periodic(interval);
                 loop {
                     tick.tick().await;
                     let proxy = proxy.clone();
@@ -1021,6 +1017,13 @@ impl Proxy {
         }
         Ok(Response::from_parts(head, body))
     }
+}
+
+/// A ticker whose first tick is one `period` from now; ticks missed under load are skipped, not bunched.
+fn periodic(period: std::time::Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick
 }
 
 /// Node ids and names, for snapshots.
