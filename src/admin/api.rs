@@ -353,9 +353,9 @@ impl Guard {
             return true;
         }
         let Some(expected) = &self.expected else {
-            // No token: writes are open on loopback (the operator's choice); a non-loopback listener
-            // without a token refuses everything that needs one.
-            return !self.everything;
+            // No token configured: nothing that needs one is admitted (write endpoints are off, and a
+            // non-loopback listener refuses everything).
+            return false;
         };
         let (Some(presented), Some(mac)) = (bearer(headers), keyed(&self.key)) else {
             return false;
@@ -699,9 +699,11 @@ mod tests {
     }
 
     #[test]
-    fn without_a_token_loopback_is_open_and_anything_else_is_closed() {
-        let open = Guard::new(None, false);
-        assert!(open.admits(&Endpoint::Reload, &headers(&[])));
+    fn without_a_token_loopback_reads_are_open_and_writes_are_closed() {
+        let loopback = Guard::new(None, false);
+        assert!(loopback.admits(&Endpoint::Healthz, &headers(&[])));
+        assert!(!loopback.admits(&Endpoint::Reload, &headers(&[])));
+        assert!(!loopback.admits(&Endpoint::Reload, &headers(&["Bearer anything"])));
         let closed = Guard::new(None, true);
         assert!(!closed.admits(&Endpoint::Healthz, &headers(&[])));
         assert!(!closed.admits(&Endpoint::Reload, &headers(&["Bearer anything"])));
