@@ -7,9 +7,9 @@
 //!   [`AdminBackend`], so the API is tested against a fake and the proxy side (reload, refresh, drain) lives with
 //!   the proxy.
 //!
-//! Authentication: a bearer token, compared in constant time, guards every write endpoint when configured,
-//! and every endpoint when the listener is not on a loopback address ([`check_settings`] refuses such a
-//! listener without a token).
+//! Authentication: a bearer token, compared in constant time, guards every write endpoint (without a token
+//! configured they are refused), and every endpoint when the listener is not on a loopback address
+//! ([`check_settings`] refuses such a listener without a token).
 
 mod api;
 pub mod backend;
