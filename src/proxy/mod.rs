@@ -522,7 +522,12 @@ impl Proxy {
             &host,
             config.forwarding.websphere_private_headers,
         );
-        let mut body = Relay::new(body, config.limits.body_idle_timeout, None).boxed();
+        // A request with no body (most GETs) needs no idle timer.
+        let mut body = if http_body::Body::is_end_stream(&body) {
+            body
+        } else {
+            Relay::new(body, config.limits.body_idle_timeout, None).boxed()
+        };
 
         let routing = &config.routing;
         let rules = &routing.rules;
