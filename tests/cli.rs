@@ -16,16 +16,21 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// `tokenroute check --config path`.
+fn check(path: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenroute"))
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_accepts_the_shipped_config() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
-        .args([
-            "check",
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"),
-        ])
-        .output()
-        .unwrap();
+    let out = check(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config.toml"
+    )));
     assert!(
         out.status.success(),
         "{}",
@@ -40,11 +45,7 @@ fn check_lists_every_bad_key_and_value_and_exits_non_zero() {
         "bad",
         "[[listener]]\naddress = \"localhost\"\n[upstream]\nconnect_timeout = \"soon\"\n[[upstream.node]]\nname = \"a\"\nurl = \"ftp://x\"\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in [
@@ -62,11 +63,7 @@ fn check_names_the_line_of_an_unknown_key() {
         "typo",
         "[[listener]]\naddress = \"127.0.0.1:0\"\nmax_conections = 5\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

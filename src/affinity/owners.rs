@@ -76,6 +76,12 @@ impl NodeSet {
         NodeSet(self.0 | other.0)
     }
 
+    /// Nodes in `self` but not in `other`.
+    #[must_use]
+    pub fn difference(self, other: NodeSet) -> NodeSet {
+        NodeSet(self.0 & !other.0)
+    }
+
     /// Whether every node of `other` is in `self`.
     pub fn is_superset(self, other: NodeSet) -> bool {
         self.0 & other.0 == other.0
@@ -134,6 +140,7 @@ mod tests {
         assert!(a.union(b).is_superset(a));
         assert!(!a.is_superset(b));
         assert_eq!(a.without(id(0)), NodeSet::single(id(2)));
+        assert_eq!(a.difference(b), NodeSet::single(id(0)));
         assert_eq!(b.iter().collect::<Vec<_>>(), vec![id(2), id(63)]);
         assert!(NodeSet::EMPTY.is_empty());
     }

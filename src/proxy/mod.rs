@@ -609,7 +609,7 @@ impl Proxy {
         let pool = &generation.pool;
         let healthy = pool.healthy();
         let owners = route.owners.unwrap_or(NodeSet::EMPTY);
-        let missing = healthy.intersection(owners_complement(owners, pool.all()));
+        let missing = healthy.difference(owners);
         if missing.is_empty() {
             return route.allowed;
         }
@@ -809,9 +809,7 @@ impl Proxy {
             pool.all().len().saturating_sub(1)
         };
         for _ in 0..attempts {
-            let candidates = pool
-                .healthy()
-                .intersection(owners_complement(tried, pool.all()));
+            let candidates = pool.healthy().difference(tried);
             let owners = key_fp
                 .and_then(|fp| self.shared.table.lookup(fp, unix_now()))
                 .map(|e| e.owners().intersection(candidates))
@@ -879,33 +877,33 @@ impl Proxy {
         let routing = &generation.config.routing;
         let credentials = oauth::extract_request(parts, body, &routing.rules);
         let now = unix_now();
-        let key = credentials
-            .candidates
-            .iter()
-            .find(|c| {
-                matches!(
+        // Each value is fingerprinted once: for the lookup, and (a consumer key) for repair.
+        let mut key = None;
+        let mut hits = Vec::with_capacity(credentials.candidates.len());
+        for c in &credentials.candidates {
+            let wanted = if c.class == CandidateClass::SessionCookie {
+                routing.session_affinity
+            } else {
+                routing.token_aware
+            };
+            if !wanted {
+                continue;
+            }
+            let fp = self.fingerprint(c.value.expose());
+            if key.is_none()
+                && matches!(
                     c.class,
                     CandidateClass::ConsumerKey | CandidateClass::ClientId
                 )
-            })
-            .filter(|_| routing.token_aware)
-            .map(|c| self.fingerprint(c.value.expose()));
-        let hits: Vec<_> = credentials
-            .candidates
-            .iter()
-            .filter(|c| {
-                if c.class == CandidateClass::SessionCookie {
-                    routing.session_affinity
-                } else {
-                    routing.token_aware
+            {
+                key = Some(fp);
+            }
+            if let Some(entry) = self.shared.table.lookup(fp, now) {
+                if c.class.accepts(entry.kind()) {
+                    hits.push((fp, entry));
                 }
-            })
-            .filter_map(|c| {
-                let fp = self.fingerprint(c.value.expose());
-                let entry = self.shared.table.lookup(fp, now)?;
-                c.class.accepts(entry.kind()).then_some((fp, entry))
-            })
-            .collect();
+            }
+        }
         Classified {
             route: route::decide(&hits, generation.pool.healthy()),
             key,
@@ -1159,9 +1157,4 @@ impl Relayed {
             Relayed::Read(r) => r.status().is_success(),
         }
     }
-}
-
-/// Every node of `all` not in `set`.
-fn owners_complement(set: NodeSet, all: NodeSet) -> NodeSet {
-    NodeSet::from_bits(all.bits() & !set.bits())
 }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use super::cluster::Cluster;
-use super::consumer::{run_flows, FlowOptions, FlowReport, ParamMode};
+use super::consumer::{read_ca_file, run_flows, FlowOptions, FlowReport, ParamMode};
 use super::SimError;
 
 /// `tokenroute sim-nodes`: run stand-in nodes until shutdown.
@@ -73,13 +73,7 @@ pub async fn flow(args: FlowArgs) -> Result<FlowReport, SimError> {
         .concurrency(args.concurrency)
         .params(args.params);
     if let Some(path) = args.ca {
-        let pem = tokio::fs::read(&path)
-            .await
-            .map_err(|source| SimError::CaFile {
-                path: path.display().to_string(),
-                source,
-            })?;
-        opts = opts.ca_pem(pem);
+        opts = opts.ca_pem(read_ca_file(&path).await?);
     }
     let report = run_flows(opts).await?;
     println!("{}", report.render_table());

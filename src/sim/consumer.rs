@@ -1140,6 +1140,16 @@ struct FlowContext {
     callback: CallbackServer,
 }
 
+/// Reads a PEM CA bundle for [`FlowOptions::ca_pem`]; the error names the file.
+pub async fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, SimError> {
+    tokio::fs::read(path)
+        .await
+        .map_err(|source| SimError::CaFile {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
 /// Runs `opts.flows` friendship flows against `opts.target`, `opts.concurrency` at a time.
 ///
 /// Errors only when the run cannot start (bad target URL, CA PEM, callback listener); every failure of the

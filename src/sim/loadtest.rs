@@ -265,13 +265,7 @@ pub async fn loadtest(args: LoadtestArgs) -> Result<LoadtestReport, SimError> {
         .params(args.params)
         .observer(observer);
     if let Some(path) = &args.ca {
-        let pem = tokio::fs::read(path)
-            .await
-            .map_err(|source| SimError::CaFile {
-                path: path.display().to_string(),
-                source,
-            })?;
-        opts = opts.ca_pem(pem);
+        opts = opts.ca_pem(super::consumer::read_ca_file(path).await?);
     }
     if let Some(duration) = args.duration {
         opts = opts.deadline(tokio::time::Instant::now() + duration);
