@@ -1,6 +1,5 @@
 //! One friendship flow played step by step, keeping every credential so tests can check where it went and
 //! that it never leaked.
-#![allow(dead_code, unreachable_pub)]
 
 use std::time::Duration;
 

@@ -1,11 +1,9 @@
 //! Token-aware routing end to end: the stand-in cluster, the signing consumer, and tokenroute between them.
 
-mod support;
-
 use std::time::Duration;
 
-use support::flow::ManualFlow;
-use support::*;
+use crate::support::flow::ManualFlow;
+use crate::support::*;
 use tokenroute::oauth::CredentialKind;
 use tokenroute::sim::consumer::Step;
 use tokenroute::sim::signature::ParamLocation;
@@ -256,7 +254,7 @@ async fn a_token_whose_issuer_is_down_goes_to_a_healthy_node() {
     })
     .await;
     // The token died with its node: the client gets a real backend answer (401), not a proxy error.
-    let failure = support::flow::client()
+    let failure = crate::support::flow::client()
         .access_token(
             &flow.discovery.oauth_access_token_url,
             &flow.creds,

@@ -4,8 +4,6 @@
 //! Without promtool the test is skipped with a message, unless `TOKENROUTE_REQUIRE_PROMTOOL` is set (CI sets
 //! it and installs the package): then a missing promtool fails the test instead of passing it silently.
 
-mod support;
-
 use std::time::Duration;
 
 use http::StatusCode;
@@ -73,7 +71,7 @@ fn realistic_exposition() -> String {
 #[test]
 fn promtool_accepts_the_metrics_exposition() {
     let exposition = realistic_exposition();
-    if let Some(result) = support::promtool_check(&exposition) {
+    if let Some(result) = crate::support::promtool_check(&exposition) {
         result.unwrap_or_else(|report| {
             panic!("promtool check metrics failed:\n{report}\n--- exposition ---\n{exposition}")
         });

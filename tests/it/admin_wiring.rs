@@ -1,15 +1,13 @@
 //! The admin API in front of a real proxy: status, readiness, metrics under real traffic, drain, lookup,
 //! reload and refresh.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::flow::ManualFlow;
+use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::flow::ManualFlow;
-use support::*;
 use tokenroute::admin::backend::ProxyAdmin;
 use tokenroute::admin::{self, AdminSettings};
 use tokenroute::secret::Secret;

@@ -1,11 +1,9 @@
 //! Refresh fan-out and stale-answer repair, end to end against the stand-in cluster.
 
-mod support;
-
 use std::time::Duration;
 
-use support::flow::{client, ManualFlow, DB};
-use support::*;
+use crate::support::flow::{client, ManualFlow, DB};
+use crate::support::*;
 use tokenroute::sim::consumer::Step;
 use tokenroute::sim::signature::ParamLocation;
 use tokenroute::sim::{run_flows, Cluster, FlowOptions, ParamMode};

@@ -1,5 +1,4 @@
 //! Test builders: origin servers, a proxy on 127.0.0.1:0, raw and hyper clients, throwaway certificates.
-#![allow(dead_code, unreachable_pub)]
 
 pub mod flow;
 

@@ -2,13 +2,11 @@
 //!
 //! One test per binary: it installs the process-wide log subscriber (at TRACE) and captures everything.
 
-mod support;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use support::flow::ManualFlow;
-use support::*;
+use crate::support::flow::ManualFlow;
+use crate::support::*;
 use tokenroute::sim::signature::ParamLocation;
 use tokenroute::sim::Cluster;
 

@@ -1,13 +1,11 @@
 //! The proxy core end to end: real sockets, real HTTP/1.1, HTTP/2 and TLS, origins on 127.0.0.1:0.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::*;
 
 const FAST_HEALTH: &str = r#"
 [health]

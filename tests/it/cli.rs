@@ -1,12 +1,10 @@
 //! The `tokenroute` binary: `check` reports every bad key, `run` serves and drains on SIGTERM.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("tokenroute-cli-{}-{name}", std::process::id()));
