@@ -7,9 +7,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::app::App;
 use crate::config;
-use crate::proxy::Proxy;
-use crate::server;
 use crate::sim::consumer::{run_flows, FlowOptions, FlowReport, ParamMode, Step};
 use crate::sim::{Cluster, SimError};
 
@@ -90,15 +89,12 @@ async fn front(cluster: &Cluster, token_aware: bool) -> Result<Front, DemoError>
     };
     let config = config::parse_with_env(&text, Path::new("demo.toml"), Path::new("."), &env)
         .map_err(|e| DemoError::Proxy(e.to_string()))?;
-    let listeners = server::bind(&config)
+    let app = App::bind(config, None)
         .await
         .map_err(|e| DemoError::Proxy(e.to_string()))?;
-    let addr = listeners[0]
-        .local_addr()
-        .map_err(|e| DemoError::Proxy(e.to_string()))?;
-    let proxy = Proxy::new(config).map_err(|e| DemoError::Proxy(e.to_string()))?;
+    let addr = app.listener_addrs()[0];
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::run(listeners, proxy, async {
+    tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
     Ok(Front {

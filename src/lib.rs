@@ -19,12 +19,17 @@
 
 pub mod admin;
 pub mod affinity;
+pub mod app;
 pub mod config;
 pub mod demo;
+pub mod logging;
+pub mod metrics;
 pub mod oauth;
 pub mod proxy;
 pub mod refresh;
 pub mod secret;
 pub mod server;
 pub mod sim;
+pub mod time;
+pub mod transport;
 pub mod upstream;

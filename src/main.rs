@@ -1,13 +1,13 @@
-//! The `tokenroute` command: parse the CLI, set up tracing, load config, bind, and run.
+//! The `tokenroute` command: parse the CLI, set up tracing, load config, bind, and run ([`App`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokenroute::admin::{self, backend::ProxyAdmin};
+use tokenroute::app::App;
 use tokenroute::sim::cli::{FlowArgs, SimNodesArgs};
-use tokenroute::{config, demo, proxy::Proxy, server, sim};
+use tokenroute::{config, demo, sim};
 
 /// A reverse proxy and load balancer that routes OAuth flows to the node that can honour them.
 #[derive(Debug, Parser)]
@@ -121,40 +121,8 @@ fn run_proxy(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
     let runtime = runtime.build().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listeners = server::bind(&config).await?;
-        let admin = match &config.admin {
-            Some(settings) => {
-                let listener = tokio::net::TcpListener::bind(settings.address)
-                    .await
-                    .with_context(|| {
-                        format!("cannot bind the admin API on {}", settings.address)
-                    })?;
-                tracing::info!(addr = %listener.local_addr()?, "admin API listening");
-                Some((listener, settings.clone()))
-            }
-            None => None,
-        };
-        let proxy = Proxy::new(config)?;
-        let admin = admin.map(|(listener, settings)| {
-            let backend =
-                std::sync::Arc::new(ProxyAdmin::new(proxy.clone(), Some(path.to_owned())));
-            tokio::spawn(admin::serve(
-                listener,
-                settings,
-                backend,
-                std::future::pending(),
-            ))
-        });
-        let watcher = tokio::spawn(server::reload::watch(
-            proxy.clone(),
-            path.to_owned(),
-            std::time::Duration::from_secs(1),
-        ));
-        server::run(listeners, proxy, shutdown_signal()).await;
-        watcher.abort();
-        if let Some(task) = admin {
-            task.abort();
-        }
+        let app = App::bind(config, Some(path.to_owned())).await?;
+        app.run(shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
 }

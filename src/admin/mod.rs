@@ -1,8 +1,5 @@
-//! Operating tokenroute: the admin HTTP API and the metrics registry.
+//! Operating tokenroute: the admin HTTP API (the metrics it renders live in [`crate::metrics`]).
 //!
-//! - [`names`]: every exported metric and label name, in one place.
-//! - [`metrics`]: [`Metrics`], lock-free counters the proxy bumps per request, rendered in the Prometheus text
-//!   format against a [`MetricsView`] of the current nodes and table.
 //! - [`serve`]: the admin server on its own listener. It knows nothing of the proxy: it calls an
 //!   [`AdminBackend`], so the API is tested against a fake and the proxy side (reload, refresh, drain) lives with
 //!   the proxy.
@@ -12,9 +9,6 @@
 //! ([`check_settings`] refuses such a listener without a token).
 
 mod api;
-pub mod backend;
-pub mod metrics;
-pub mod names;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,7 +20,6 @@ use thiserror::Error;
 use crate::secret::Secret;
 
 pub use api::serve;
-pub use metrics::{Metrics, MetricsView, NodeView, RefreshTrigger, ReplayOutcome};
 
 /// A boxed, sendable future: what the [`AdminBackend`]'s asynchronous operations return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;

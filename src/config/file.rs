@@ -516,7 +516,7 @@ impl Default for RepairFile {
 }
 
 fn default_stale_problems() -> Vec<String> {
-    crate::refresh::stale::DEFAULT_STALE_PROBLEMS
+    crate::oauth::problems::DEFAULT_STALE_PROBLEMS
         .iter()
         .map(|s| s.to_string())
         .collect()

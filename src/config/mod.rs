@@ -13,10 +13,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use validate::{
-    Affinity, Config, ConfigError, Forwarding, Health, Limits, Listener, NodeSpec, Routing,
-    Runtime, Upstream,
-};
+pub use validate::{Affinity, Config, ConfigError, Forwarding, Limits, Listener, Routing, Runtime};
 
 /// Why a config file could not be used.
 #[derive(Debug, Error)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 use thiserror::Error;
 
 use super::cidr::Cidr;
@@ -23,7 +23,9 @@ use crate::affinity::MAX_NODES;
 use crate::oauth::{CredentialKind, EndpointRole, EndpointRule, Preset, Rules};
 use crate::refresh::{Exchange, RefreshSettings, Strategy};
 use crate::secret::Secret;
+use crate::transport::tls::CertificateSource;
 use crate::upstream::balance::Policy;
+use crate::upstream::{HealthSettings, NodeSpec, PoolSettings};
 
 /// One refused value: which key, what it held, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -49,9 +51,9 @@ pub struct Config {
     /// Forwarding headers.
     pub forwarding: Forwarding,
     /// The pool.
-    pub upstream: Upstream,
+    pub upstream: PoolSettings,
     /// Active health checks; `None` when disabled.
-    pub health: Option<Health>,
+    pub health: Option<HealthSettings>,
     /// Token-aware routing.
     pub routing: Routing,
     /// The learned table.
@@ -143,53 +145,16 @@ pub struct Forwarding {
     pub websphere_private_headers: bool,
 }
 
-/// `[upstream]`, validated.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    /// Balancing policy.
-    pub policy: Policy,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
-    /// Pool idle timeout.
-    pub pool_idle_timeout: Duration,
-    /// Idle connections per node.
-    pub pool_max_idle_per_node: usize,
-    /// TLS client settings for `https://` nodes (trust from `ca_file`).
-    pub tls: Arc<rustls::ClientConfig>,
-    /// Nodes in file order.
-    pub nodes: Vec<NodeSpec>,
-}
-
-/// One `[[upstream.node]]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeSpec {
-    /// Stable name.
-    pub name: String,
-    /// `http` or `https`.
-    pub scheme: Scheme,
-    /// `host:port`.
-    pub authority: Authority,
-    /// Share of requests.
-    pub weight: NonZeroU32,
-    /// TLS server name override.
-    pub sni: Option<String>,
-}
-
-/// `[health]`, validated.
-#[derive(Debug, Clone)]
-pub struct Health {
-    /// Path probed with GET.
-    pub path: String,
-    /// Status meaning healthy.
-    pub expect_status: http::StatusCode,
-    /// Probe period.
-    pub interval: Duration,
-    /// Probe timeout.
-    pub timeout: Duration,
-    /// Successes to come back.
-    pub rise: NonZeroU32,
-    /// Failures to go out.
-    pub fall: NonZeroU32,
+/// The listener's certificate entries as the TLS layer reads them.
+fn certificate_sources(files: &[super::file::CertificateFile]) -> Vec<CertificateSource<'_>> {
+    files
+        .iter()
+        .map(|c| CertificateSource {
+            cert: &c.cert,
+            key: &c.key,
+            server_names: &c.server_names,
+        })
+        .collect()
 }
 
 /// Collects errors while validating.
@@ -337,7 +302,10 @@ fn listeners(files: &[ListenerFile], base_dir: &Path, errors: &mut Errors) -> Ve
         };
         let tls = match &l.tls {
             None => None,
-            Some(tls) => match crate::server::tls::server_config(&tls.certificates, base_dir) {
+            Some(tls) => match crate::transport::tls::server_config(
+                &certificate_sources(&tls.certificates),
+                base_dir,
+            ) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     errors.push(
@@ -386,7 +354,7 @@ fn limits(file: &LimitsFile, errors: &mut Errors) -> Limits {
     }
 }
 
-fn upstream(file: &UpstreamFile, base_dir: &Path, errors: &mut Errors) -> Upstream {
+fn upstream(file: &UpstreamFile, base_dir: &Path, errors: &mut Errors) -> PoolSettings {
     let policy = match file.policy.parse::<Policy>() {
         Ok(p) => p,
         Err(m) => {
@@ -432,7 +400,7 @@ fn upstream(file: &UpstreamFile, base_dir: &Path, errors: &mut Errors) -> Upstre
             "https nodes need a CA bundle to verify them",
         );
     }
-    let tls = match crate::upstream::client::tls_config(ca_path.as_deref()) {
+    let tls = match crate::transport::tls::client_config(ca_path.as_deref()) {
         Ok(c) => c,
         Err(m) => {
             errors.push(
@@ -440,10 +408,10 @@ fn upstream(file: &UpstreamFile, base_dir: &Path, errors: &mut Errors) -> Upstre
                 format!("{:?}", file.ca_file.as_deref().unwrap_or("")),
                 m,
             );
-            crate::upstream::client::tls_config(None).expect("an empty root store always builds")
+            crate::transport::tls::client_config(None).expect("an empty root store always builds")
         }
     };
-    Upstream {
+    PoolSettings {
         policy,
         connect_timeout: errors
             .positive_duration("upstream.connect_timeout", &file.connect_timeout),
@@ -517,7 +485,7 @@ fn node(file: &NodeFile, key: &str, errors: &mut Errors) -> Option<NodeSpec> {
     })
 }
 
-fn health(file: &HealthFile, errors: &mut Errors) -> Option<Health> {
+fn health(file: &HealthFile, errors: &mut Errors) -> Option<HealthSettings> {
     if !file.path.starts_with('/') {
         errors.push(
             "health.path",
@@ -543,7 +511,7 @@ fn health(file: &HealthFile, errors: &mut Errors) -> Option<Health> {
     if fall.is_none() {
         errors.push("health.fall", 0, "must be at least 1");
     }
-    Some(Health {
+    Some(HealthSettings {
         path: file.path.clone(),
         expect_status,
         interval,

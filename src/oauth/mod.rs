@@ -8,11 +8,13 @@
 //! - [`request`]: credentials a request carries, as candidates to look up (never to learn).
 //! - [`response`]: credentials a backend response issues, to learn with the answering node as issuer.
 //! - [`percent`]: RFC 5849 §3.6 percent-encoding and form parsing.
+//! - [`problems`]: the problem names a node answers when it lacks a credential.
 //! - [`kind`]: the credential kinds and their routing specificity.
 
 pub mod authorization;
 pub mod kind;
 pub mod percent;
+pub mod problems;
 pub mod request;
 pub mod response;
 pub mod rules;

@@ -9,7 +9,8 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use thiserror::Error;
 
-use super::body::{BodyError, ProxyBody};
+use crate::logging::error_chain;
+use crate::transport::body::{BodyError, ProxyBody};
 
 /// Which side caused an error: decides log level and whether the node's health is blamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,18 +155,6 @@ impl ProxyError {
         );
         response
     }
-}
-
-/// `error: cause: cause` for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

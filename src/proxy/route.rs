@@ -5,44 +5,8 @@
 //! balancing policy still chooses among owners of a consumer key.
 
 use crate::affinity::{Entry, Fingerprint, NodeSet};
+pub use crate::metrics::RouteReason;
 use crate::oauth::{CredentialKind, Specificity};
-
-/// Why a request went where it went (a metric label; never a credential).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RouteReason {
-    /// A known token: its issuer.
-    Token,
-    /// A known consumer key or client id: a healthy owner.
-    Key,
-    /// A known session cookie: its node.
-    Cookie,
-    /// Nothing known: the balancing policy over healthy nodes.
-    Policy,
-    /// A known credential whose owners are all down: any healthy node, so the client gets the backend's answer.
-    OwnerDown,
-}
-
-impl RouteReason {
-    /// Every reason, for metrics.
-    pub const ALL: [RouteReason; 5] = [
-        RouteReason::Token,
-        RouteReason::Key,
-        RouteReason::Cookie,
-        RouteReason::Policy,
-        RouteReason::OwnerDown,
-    ];
-
-    /// A stable name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteReason::Token => "token",
-            RouteReason::Key => "key",
-            RouteReason::Cookie => "cookie",
-            RouteReason::Policy => "policy",
-            RouteReason::OwnerDown => "owner_down",
-        }
-    }
-}
 
 /// Where a request may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,10 @@
 //! Listeners, TLS termination, connection caps and graceful drain.
 //!
 //! [`bind`] opens the configured sockets; [`run`] serves them until the shutdown future completes, then stops
-//! accepting, lets in-flight requests finish up to `runtime.drain_timeout`, and returns.
+//! accepting, lets in-flight requests finish up to `runtime.drain_timeout`, and returns. Listeners follow
+//! reloads (a moved one is rebound). The rest of the application is assembled in [`crate::app`].
 
 pub mod reload;
-pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -82,7 +82,6 @@ pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Fut
     let limits = generation.config.limits.clone();
     let drain_timeout = generation.config.runtime.drain_timeout;
     drop(generation);
-    let background = proxy.spawn_background();
 
     let graceful = Arc::new(GracefulShutdown::new());
     let builder = Arc::new(http_builder(&limits));
@@ -173,14 +172,6 @@ pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Fut
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("drained"),
         () = tokio::time::sleep(drain_timeout) => tracing::warn!(?drain_timeout, "drain deadline passed; closing remaining connections"),
-    }
-    drop(background);
-    match proxy.save_snapshot() {
-        Ok(Some(report)) => tracing::info!(?report, "learned table saved"),
-        Ok(None) => {}
-        Err(e) => {
-            tracing::error!(error = %crate::proxy::error::error_chain(&e), "saving the learned table failed")
-        }
     }
 }
 

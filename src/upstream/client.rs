@@ -1,6 +1,5 @@
 //! The HTTP(S) client used to reach nodes: one pooled keep-alive client per node.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,40 +8,15 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
-use crate::proxy::body::BodyError;
+use crate::transport::body::BodyError;
 
 /// The request body type sent to nodes.
 pub type UpstreamBody = BoxBody<bytes::Bytes, BodyError>;
 
 /// A pooled client for one node.
 pub type NodeClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
-
-/// Builds the TLS client config trusting the CAs in `ca_file` (none: an empty store, fine for http nodes).
-pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(path) = ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<_, _>>())
-            .map_err(|e| format!("cannot read CA bundle: {e}"))?;
-        if certs.is_empty() {
-            return Err("no CERTIFICATE block in CA bundle".into());
-        }
-        for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| format!("unusable CA certificate: {e}"))?;
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(crate::server::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
 
 /// Settings for one node's client.
 #[derive(Debug, Clone)]

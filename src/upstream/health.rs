@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use http_body_util::{BodyExt, Empty};
 use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use super::HealthSettings;
 use super::{Node, Pool};
-use crate::config::Health;
 
 /// A change of a node's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +66,22 @@ impl ConsecutiveCounter {
     }
 }
 
-/// Probes every node of `pool` until the returned set is dropped (dropping a `JoinSet` aborts its tasks).
-pub fn spawn_probers(pool: &Arc<Pool>, settings: &Health) -> tokio::task::JoinSet<()> {
-    let mut set = tokio::task::JoinSet::new();
+/// Probes every node of `pool`, on `tasks`, until `stop` is cancelled (on reload the new pool's probers take
+/// over, and at shutdown the whole tree stops).
+pub fn spawn_probers(
+    pool: &Arc<Pool>,
+    settings: &HealthSettings,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) {
     for node in pool.nodes() {
-        set.spawn(probe_loop(pool.clone(), node.clone(), settings.clone()));
+        let probing = probe_loop(pool.clone(), node.clone(), settings.clone());
+        let stop = stop.clone();
+        tasks.spawn(async move { stop.run_until_cancelled(probing).await });
     }
-    set
 }
 
-async fn probe_loop(pool: Arc<Pool>, node: Arc<Node>, settings: Health) {
+async fn probe_loop(pool: Arc<Pool>, node: Arc<Node>, settings: HealthSettings) {
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
@@ -85,7 +93,7 @@ async fn probe_loop(pool: Arc<Pool>, node: Arc<Node>, settings: Health) {
 }
 
 /// One active check: GET `path`, expecting `expect_status`, within `timeout`.
-pub async fn probe(node: &Node, settings: &Health) -> bool {
+pub async fn probe(node: &Node, settings: &HealthSettings) -> bool {
     let request = http::Request::get(node.uri_for(&settings.path))
         .header(http::header::HOST, node.spec.authority.as_str())
         .header(http::header::USER_AGENT, "tokenroute-health")

@@ -6,17 +6,21 @@
 pub mod balance;
 pub mod client;
 pub mod health;
+mod settings;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use http::Uri;
 
 use crate::affinity::{NodeId, NodeSet, MAX_NODES};
-use crate::config::{NodeSpec, Upstream};
+
 use balance::Balancer;
 use client::{ClientSettings, NodeClient};
 use health::{ConsecutiveCounter, Transition};
+pub use settings::{HealthSettings, NodeSpec, PoolSettings};
 
 /// One backend node.
 #[derive(Debug)]
@@ -88,7 +92,7 @@ pub struct Pool {
 
 impl Pool {
     /// Builds the pool; node ids follow config order.
-    pub fn new(upstream: &Upstream, health: Option<&crate::config::Health>) -> Pool {
+    pub fn new(upstream: &PoolSettings, health: Option<&HealthSettings>) -> Pool {
         Pool::build(upstream, health, None)
     }
 
@@ -96,8 +100,8 @@ impl Pool {
     /// refer to it); if its settings are unchanged it keeps everything (connections, health, in-flight count).
     /// New names take the lowest free ids.
     pub fn build(
-        upstream: &Upstream,
-        health: Option<&crate::config::Health>,
+        upstream: &PoolSettings,
+        health: Option<&HealthSettings>,
         previous: Option<&Pool>,
     ) -> Pool {
         let (rise, fall) = health
@@ -252,7 +256,7 @@ impl Pool {
     /// Feeds one health result (probe or passive failure); logs and applies a transition once.
     pub fn record_health(&self, node: &Node, ok: bool, source: &'static str) {
         let transition = {
-            let mut counter = node.health.lock().unwrap_or_else(|e| e.into_inner());
+            let mut counter = node.health.lock();
             counter.record(ok)
         };
         match transition {
@@ -276,7 +280,7 @@ impl Pool {
 mod tests {
     use super::*;
 
-    fn upstream(nodes: &[(&str, &str)]) -> Upstream {
+    fn upstream(nodes: &[(&str, &str)]) -> PoolSettings {
         let mut text = String::from("[[listener]]\naddress = \"127.0.0.1:0\"\n");
         for (name, url) in nodes {
             text.push_str(&format!(

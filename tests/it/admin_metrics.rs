@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use tokenroute::admin::{Metrics, MetricsView, NodeView, RefreshTrigger, ReplayOutcome};
 use tokenroute::affinity::{NodeId, TableStats};
+use tokenroute::metrics::{Metrics, MetricsView, NodeView, RefreshTrigger, ReplayOutcome};
 use tokenroute::oauth::CredentialKind;
 use tokenroute::proxy::route::RouteReason;
 

@@ -1,43 +1,20 @@
 //! The admin API in front of a real proxy: status, readiness, metrics under real traffic, drain, lookup,
 //! reload and refresh.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::flow::ManualFlow;
 use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use tokenroute::admin::backend::ProxyAdmin;
-use tokenroute::admin::{self, AdminSettings};
-use tokenroute::secret::Secret;
 use tokenroute::sim::signature::ParamLocation;
 use tokenroute::sim::Cluster;
-
-const TOKEN: &str = "admin-token-for-tests";
-
-async fn admin_for(proxy: &ProxyHandle, config_path: Option<std::path::PathBuf>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let settings = AdminSettings {
-        address: addr,
-        token: Some(Secret::new(TOKEN)),
-    };
-    let backend = Arc::new(ProxyAdmin::new(proxy.proxy.clone(), config_path));
-    tokio::spawn(admin::serve(
-        listener,
-        settings,
-        backend,
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
-}
 
 async fn call(method: &str, url: &str, body: &str) -> (u16, String) {
     let request = http::Request::builder()
         .method(method)
         .uri(url)
-        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
         .body(Full::new(Bytes::from(body.to_owned())))
         .unwrap();
     let response = http1_client().request(request).await.unwrap();
@@ -55,17 +32,15 @@ async fn the_admin_api_reports_and_controls_a_running_proxy() {
         &cluster,
         &format!("interval = \"100ms\"\n{}", refresh_section("pin+refresh")),
     );
-    let proxy = spawn_proxy(&text).await;
     let path = dir.join("config.toml");
     // The file the reload reads: the same pool, without the refresh section (its credentials come from the
-    // test's environment, not the process's).
-    let on_disk = cluster_config(&cluster, "interval = \"100ms\"\n");
-    std::fs::write(
-        &path,
-        on_disk.replacen("127.0.0.1:0", &proxy.addr.to_string(), 1),
-    )
-    .unwrap();
-    let admin = admin_for(&proxy, Some(path)).await;
+    // test's environment, not the process's). The listener stays on port 0: the one bound is kept.
+    std::fs::write(&path, cluster_config(&cluster, "interval = \"100ms\"\n")).unwrap();
+    let proxy = spawn_proxy_reloading_from(&text, &path).await;
+    let admin = format!(
+        "http://{}",
+        proxy.admin.expect("the test config enables the admin API")
+    );
 
     eventually(
         "ready after the first health round",

@@ -1,7 +1,6 @@
 //! The `tokenroute` binary: `check` reports every bad key, `run` serves and drains on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::support::*;
@@ -70,53 +69,12 @@ fn check_names_the_line_of_an_unknown_key() {
     );
 }
 
-/// Starts `tokenroute --config path` and returns it (killed on drop) with the address it logged.
-fn spawn_binary(path: &std::path::Path) -> (KillOnDrop, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenroute"))
-        .arg("--config")
-        .arg(path)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let guard = KillOnDrop(Some(child));
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line
-                .split("addr=")
-                .nth(1)
-                .filter(|_| line.contains("listener="))
-            {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let _ = addr_tx.send(addr);
-            }
-        }
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the proxy logs its address");
-    (guard, addr)
-}
-
-/// Kills the child if the test fails before it exits on its own.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 #[tokio::test]
 async fn run_serves_requests_and_exits_zero_on_sigterm() {
     let origin = Origin::start("n1").await;
     let path = temp_file("run", &config_text(&[("n1", origin.url())], ""));
-    let (mut guard, addr) = spawn_binary(&path);
+    let running = spawn_binary(&path);
+    let (mut guard, addr) = (running.child, running.addr);
     let (status, served_by, _) = get(&format!("http://{addr}/x")).await;
     assert_eq!((status.as_u16(), served_by.as_str()), (200, "n1"));
     let mut child = guard.0.take().unwrap();
@@ -137,9 +95,10 @@ async fn sighup_applies_an_edited_config_without_a_restart() {
     let a = Origin::start("a").await;
     let b = Origin::start("b").await;
     let path = temp_file("hup", &config_text(&[("a", a.url())], ""));
-    let (guard, addr) = spawn_binary(&path);
+    let running = spawn_binary(&path);
+    let (guard, addr) = (running.child, running.addr);
     assert_eq!(get(&format!("http://{addr}/x")).await.1, "a");
-    let edited = config_text(&[("b", b.url())], "").replace("127.0.0.1:0", &addr);
+    let edited = config_text(&[("b", b.url())], "").replacen("127.0.0.1:0", &addr, 1);
     std::fs::write(&path, edited).unwrap();
     let pid = guard.0.as_ref().unwrap().id();
     let hup = Command::new("kill")

@@ -138,7 +138,7 @@ async fn round_robin_spreads_requests_by_weight() {
     let a = Origin::start("a").await;
     let b = Origin::start("b").await;
     let text = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n[[upstream.node]]\nname = \"a\"\nurl = \"{}\"\nweight = 3\n[[upstream.node]]\nname = \"b\"\nurl = \"{}\"\n",
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[[upstream.node]]\nname = \"a\"\nurl = \"{}\"\nweight = 3\n[[upstream.node]]\nname = \"b\"\nurl = \"{}\"\n[admin]\naddress = \"127.0.0.1:0\"\n",
         a.url(),
         b.url()
     );
@@ -267,7 +267,7 @@ key = "lbcq.key"
 server_names = ["lbcq.test"]
 "#;
     let text = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n{tls}\n[[upstream.node]]\nname = \"n1\"\nurl = \"{}\"\n",
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n{tls}\n[[upstream.node]]\nname = \"n1\"\nurl = \"{}\"\n[admin]\naddress = \"127.0.0.1:0\"\n",
         origin.url()
     );
     let proxy = spawn_proxy_in(&text, &pki.dir).await;
@@ -316,12 +316,12 @@ async fn https_nodes_are_verified_against_the_configured_ca() {
     // A TLS origin: the proxy's own TLS listener in front of a plain origin plays the https node.
     let origin = Origin::start("inner").await;
     let tls_node_text = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n[[listener.tls.certificate]]\ncert = \"node.pem\"\nkey = \"node.key\"\n[[upstream.node]]\nname = \"inner\"\nurl = \"{}\"\n",
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[[listener.tls.certificate]]\ncert = \"node.pem\"\nkey = \"node.key\"\n[[upstream.node]]\nname = \"inner\"\nurl = \"{}\"\n[admin]\naddress = \"127.0.0.1:0\"\n",
         origin.url()
     );
     let tls_node = spawn_proxy_in(&tls_node_text, &pki.dir).await;
     let front_text = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\n[upstream]\nca_file = \"ca.pem\"\n[[upstream.node]]\nname = \"secure\"\nurl = \"https://127.0.0.1:{}\"\nsni = \"node.test\"\n",
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[upstream]\nca_file = \"ca.pem\"\n[[upstream.node]]\nname = \"secure\"\nurl = \"https://127.0.0.1:{}\"\nsni = \"node.test\"\n[admin]\naddress = \"127.0.0.1:0\"\n",
         tls_node.addr.port()
     );
     let front = spawn_proxy_in(&front_text, &pki.dir).await;

@@ -31,7 +31,7 @@ async fn fifty_reloads_under_load_fail_no_request_and_keep_learned_entries() {
     let base = config_text(&[("a", a.url()), ("b", b.url())], "");
     let proxy = spawn_proxy(&base).await;
     // Pin the listener's port in the file so reloads do not look like listener changes.
-    let base = base.replace("127.0.0.1:0", &proxy.addr.to_string());
+    let base = base.replacen("127.0.0.1:0", &proxy.addr.to_string(), 1);
     write(&path, &base);
     let fp = proxy.proxy.fingerprint("learned-before-reloads");
     let id = proxy.proxy.current().pool.by_name("a").unwrap().id;
@@ -169,11 +169,11 @@ async fn a_replaced_certificate_reaches_new_connections_and_old_ones_continue() 
     std::fs::copy(first.dir.join("site.pem"), dir.join("site.pem")).unwrap();
     std::fs::copy(first.dir.join("site.key"), dir.join("site.key")).unwrap();
     let text = format!(
-        "[[listener]]\nname = \"tls\"\naddress = \"127.0.0.1:0\"\n[[listener.tls.certificate]]\ncert = \"site.pem\"\nkey = \"site.key\"\n[[upstream.node]]\nname = \"n1\"\nurl = \"{}\"\n",
+        "[[listener]]\nname = \"tls\"\naddress = \"127.0.0.1:0\"\n[[listener.tls.certificate]]\ncert = \"site.pem\"\nkey = \"site.key\"\n[[upstream.node]]\nname = \"n1\"\nurl = \"{}\"\n[admin]\naddress = \"127.0.0.1:0\"\n",
         origin.url()
     );
     let proxy = spawn_proxy_in(&text, &dir).await;
-    let text = text.replace("127.0.0.1:0", &proxy.addr.to_string());
+    let text = text.replacen("127.0.0.1:0", &proxy.addr.to_string(), 1);
     let path = dir.join("config.toml");
     write(&path, &text);
 
@@ -256,5 +256,49 @@ async fn a_moved_listener_is_rebound_and_the_old_address_closed() {
         async || tokio::net::TcpStream::connect(old).await.is_err(),
     )
     .await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_that_takes_a_removed_nodes_id_starts_its_metrics_from_zero() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let d = Origin::start("d").await;
+    let dir = temp_dir("reset");
+    let path = dir.join("config.toml");
+    let text = config_text(&[("a", a.url()), ("b", b.url())], "");
+    write(&path, &text);
+    let proxy = spawn_proxy_reloading_from(&text, &path).await;
+    for _ in 0..6 {
+        get(&format!("{}/x", proxy.url())).await;
+    }
+    let b_id = proxy.proxy.current().pool.by_name("b").unwrap().id;
+    let metrics = async || {
+        let (_, _, body) = get(&format!("http://{}/metrics", proxy.admin.unwrap())).await;
+        body
+    };
+    let served = |body: &str, node: &str| -> u64 {
+        body.lines()
+            .filter(|l| {
+                l.starts_with("tokenroute_requests_total{")
+                    && l.contains(&format!("node=\"{node}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(served(&metrics().await, "b"), 3);
+
+    write(&path, &config_text(&[("a", a.url()), ("d", d.url())], ""));
+    reload_from_file(&proxy.proxy, &path).unwrap();
+    assert_eq!(
+        proxy.proxy.current().pool.by_name("d").unwrap().id,
+        b_id,
+        "d reuses b's id"
+    );
+    let body = metrics().await;
+    assert_eq!(served(&body, "d"), 0, "d inherited b's counters:\n{body}");
+    get(&format!("{}/x", proxy.url())).await;
+    get(&format!("{}/x", proxy.url())).await;
+    assert_eq!(served(&metrics().await, "d"), 1);
     proxy.shutdown().await;
 }

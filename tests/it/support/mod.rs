@@ -1,6 +1,9 @@
 //! Test builders: origin servers, a proxy on 127.0.0.1:0, raw and hyper clients, throwaway certificates.
 
 pub mod flow;
+pub mod process;
+
+pub use process::spawn_binary;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,7 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use tokenroute::{config, proxy::Proxy, server};
+use tokenroute::app::App;
+use tokenroute::{config, proxy::Proxy};
 
 /// What an origin saw of one request.
 #[derive(Debug, Clone)]
@@ -189,6 +193,8 @@ impl OriginState {
 /// A running proxy on 127.0.0.1:0.
 pub struct ProxyHandle {
     pub addr: SocketAddr,
+    /// The admin API, when the config enables it.
+    pub admin: Option<SocketAddr>,
     pub proxy: Proxy,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -242,27 +248,44 @@ pub async fn spawn_proxy(text: &str) -> ProxyHandle {
 }
 
 pub async fn spawn_proxy_in(text: &str, base_dir: &std::path::Path) -> ProxyHandle {
+    spawn_app(text, base_dir, None).await
+}
+
+/// Starts a proxy from config text that reloads from `path` (on `POST /reload`, SIGHUP or a change of the
+/// file), exactly as `tokenroute run --config path` does.
+pub async fn spawn_proxy_reloading_from(text: &str, path: &std::path::Path) -> ProxyHandle {
+    spawn_app(text, &std::env::temp_dir(), Some(path.to_owned())).await
+}
+
+async fn spawn_app(text: &str, base_dir: &std::path::Path, path: Option<PathBuf>) -> ProxyHandle {
     let config =
         config::parse_with_env(text, std::path::Path::new("test.toml"), base_dir, &test_env)
             .unwrap_or_else(|e| panic!("{e}"));
-    let listeners = server::bind(&config).await.unwrap();
-    let addr = listeners[0].local_addr().unwrap();
-    let proxy = Proxy::new(config).unwrap();
+    let app = App::bind(config, path).await.unwrap();
+    let addr = app.listener_addrs()[0];
+    let admin = app.admin_addr();
+    let proxy = app.proxy().clone();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(listeners, proxy.clone(), async {
+    let task = tokio::spawn(app.run(async {
         let _ = stop_rx.await;
     }));
     ProxyHandle {
         addr,
+        admin,
         proxy,
         stop: Some(stop_tx),
         task,
     }
 }
 
-/// The environment tests configure refresh exchanges with: the stand-in's demo user.
+/// The admin API's bearer token in every proxy the tests start.
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+/// The environment tests configure proxies with: the stand-in's demo user for refresh exchanges, and the
+/// admin token.
 pub fn test_env(name: &str) -> Option<String> {
     match name {
+        "TOKENROUTE_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
         "SIM_USER" => Some(tokenroute::sim::repository::USER.to_owned()),
         "SIM_PASSWORD" => Some(tokenroute::sim::repository::USER_PASSWORD.to_owned()),
         _ => None,

@@ -3,7 +3,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,8 +13,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use thiserror::Error;
 use tokio::time::{Instant, Sleep};
-
-use crate::upstream::InflightGuard;
 
 /// A body could not be relayed.
 #[derive(Debug, Error)]
@@ -37,18 +37,26 @@ impl From<hyper::Error> for BodyError {
 /// The body type the proxy relays in both directions.
 pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BodyError>;
 
-/// Wraps a body with an idle timeout and an optional in-flight guard released when the body ends.
+/// Wraps a body with an idle timeout and an optional guard (e.g. an upstream node's in-flight count) dropped
+/// as soon as the body ends or fails, not when the response value is finally dropped.
 #[derive(Debug)]
-pub struct Relay<B> {
+pub struct Relay<B, G = ()> {
     inner: B,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
-    guard: Option<InflightGuard>,
+    guard: Option<G>,
 }
 
 impl<B> Relay<B> {
     /// Relays `inner`, failing it after `idle` without a frame.
-    pub fn new(inner: B, idle: Duration, guard: Option<InflightGuard>) -> Self {
+    pub fn new(inner: B, idle: Duration) -> Self {
+        Relay::with_guard(inner, idle, None)
+    }
+}
+
+impl<B, G> Relay<B, G> {
+    /// Relays `inner` like [`Relay::new`], holding `guard` until the body ends.
+    pub fn with_guard(inner: B, idle: Duration, guard: Option<G>) -> Self {
         Relay {
             inner,
             idle,
@@ -58,7 +66,7 @@ impl<B> Relay<B> {
     }
 }
 
-impl<B> Body for Relay<B>
+impl<B, G: Unpin> Body for Relay<B, G>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BodyError>,
@@ -146,7 +154,7 @@ impl<B: Body> Reclaimable<B> {
 impl<B> Reclaim<B> {
     /// The body, if no frame of it was ever requested.
     pub fn take(self) -> Option<B> {
-        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.0.lock();
         if slot.polled {
             None
         } else {
@@ -166,7 +174,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.slot.lock();
         slot.polled = true;
         match slot.body.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),
@@ -328,7 +336,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_body_fails_after_the_idle_timeout() {
-        let relay = Relay::new(Stalled, Duration::from_secs(5), None);
+        let relay = Relay::new(Stalled, Duration::from_secs(5));
         let err = relay.collect().await.unwrap_err();
         assert!(matches!(err, BodyError::IdleTimeout(_)), "{err:?}");
     }

@@ -6,17 +6,7 @@
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, StatusCode};
 
-/// The problems that mean "this node does not hold the credential" by default. `consumer_key_rejected` is
-/// among them: a node that loaded a key while it was provisional keeps that stale copy after the approval
-/// happened elsewhere, until it is refreshed.
-pub const DEFAULT_STALE_PROBLEMS: [&str; 6] = [
-    "invalid_expired_token",
-    "consumer_key_unknown",
-    "consumer_key_rejected",
-    "token_rejected",
-    "token_expired",
-    "token_not_authorized",
-];
+pub use crate::oauth::problems::{DEFAULT_STALE_PROBLEMS, KEY_PROBLEMS};
 
 /// How many body bytes are scanned for a problem name.
 pub const SCAN_BYTES: usize = 1024;
@@ -54,9 +44,6 @@ pub fn stale_problem<'p>(
         .find_map(|v| named(v.as_bytes()))
         .or_else(|| named(&body_head[..body_head.len().min(SCAN_BYTES)]))
 }
-
-/// The problems that mean "this node lacks the consumer key, or holds a stale copy" (a refresh fixes them).
-pub const KEY_PROBLEMS: [&str; 2] = ["consumer_key_unknown", "consumer_key_rejected"];
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)

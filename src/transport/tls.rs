@@ -1,4 +1,5 @@
-//! TLS termination: PEM loading, certificate choice by SNI, ALPN `h2` / `http/1.1`, TLS 1.2 and 1.3 only.
+//! TLS on both legs: the server side (PEM loading, certificate choice by SNI, ALPN `h2` / `http/1.1`) and the
+//! client side towards nodes (a CA bundle). TLS 1.2 and 1.3 only, with one crypto provider.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,8 +10,6 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-
-use crate::config::file::CertificateFile;
 
 /// A certificate entry that could not be loaded: which one (index in the list), which value, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +22,17 @@ pub struct TlsConfigError {
     pub message: String,
 }
 
+/// One certificate entry of a TLS listener, as configured (paths relative to the config file's directory).
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateSource<'a> {
+    /// PEM certificate chain, leaf first.
+    pub cert: &'a str,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: &'a str,
+    /// SNI names this certificate answers for; empty means "default only".
+    pub server_names: &'a [String],
+}
+
 /// The crypto provider used on both sides (ring: small, no C toolchain beyond a compiler).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -30,7 +40,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Builds a server config from certificate entries; the first entry is the default certificate.
 pub fn server_config(
-    certificates: &[CertificateFile],
+    certificates: &[CertificateSource<'_>],
     base_dir: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
     if certificates.is_empty() {
@@ -49,20 +59,20 @@ pub fn server_config(
             value: format!("{value:?}"),
             message,
         };
-        let cert_path = base_dir.join(&entry.cert);
-        let key_path = base_dir.join(&entry.key);
+        let cert_path = base_dir.join(entry.cert);
+        let key_path = base_dir.join(entry.key);
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
             .and_then(|it| it.collect::<Result<_, _>>())
-            .map_err(|e| err(&entry.cert, format!("cannot read certificate chain: {e}")))?;
+            .map_err(|e| err(entry.cert, format!("cannot read certificate chain: {e}")))?;
         if chain.is_empty() {
-            return Err(err(&entry.cert, "no CERTIFICATE block in file".into()));
+            return Err(err(entry.cert, "no CERTIFICATE block in file".into()));
         }
         let key = PrivateKeyDer::from_pem_file(&key_path)
-            .map_err(|e| err(&entry.key, format!("cannot read private key: {e}")))?;
+            .map_err(|e| err(entry.key, format!("cannot read private key: {e}")))?;
         let certified = CertifiedKey::from_der(chain, key, &provider)
-            .map_err(|e| err(&entry.key, format!("key does not fit the certificate: {e}")))?;
+            .map_err(|e| err(entry.key, format!("key does not fit the certificate: {e}")))?;
         let certified = Arc::new(certified);
-        for name in &entry.server_names {
+        for name in entry.server_names {
             by_name.insert(name.to_ascii_lowercase(), certified.clone());
         }
         default.get_or_insert(certified);
@@ -81,6 +91,31 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Builds the client config for nodes, trusting the CAs in `ca_file` (none: an empty store, fine for http
+/// nodes).
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<_, _>>())
+            .map_err(|e| format!("cannot read CA bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err("no CERTIFICATE block in CA bundle".into());
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("unusable CA certificate: {e}"))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 

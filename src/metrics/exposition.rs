@@ -1,0 +1,287 @@
+//! Rendering: the Prometheus text exposition (format 0.0.4) and the counters `/status` shows, both read from
+//! the registry's atomics and a [`MetricsView`] of the current nodes and table.
+
+use std::fmt::{Display, Write as _};
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+
+impl Metrics {
+    /// The Prometheus text exposition (format 0.0.4) of every metric; node series only for `view.nodes`.
+    pub fn render(&self, view: &MetricsView<'_>) -> String {
+        let mut out = Exposition(String::with_capacity(4096 + view.nodes.len() * 2048));
+
+        out.family(
+            names::REQUESTS_TOTAL,
+            "counter",
+            "Responses sent to clients, by status class and node (- when the proxy answered itself).",
+        );
+        let rows = view
+            .nodes
+            .iter()
+            .map(|n| (n.name, n.id.index()))
+            .chain([(names::NO_NODE, NO_NODE_ROW)]);
+        for (name, row) in rows {
+            for (class, counter) in STATUS_CLASSES.iter().zip(&self.responses[row]) {
+                out.sample(
+                    names::REQUESTS_TOTAL,
+                    &[(label::CLASS, class), (label::NODE, name)],
+                    counter.load(Relaxed),
+                );
+            }
+        }
+
+        out.family(
+            names::UPSTREAM_LATENCY_SECONDS,
+            "histogram",
+            "Time from sending a request to a node to receiving its response head, by node.",
+        );
+        let bucket = format!("{}_bucket", names::UPSTREAM_LATENCY_SECONDS);
+        let sum = format!("{}_sum", names::UPSTREAM_LATENCY_SECONDS);
+        let count = format!("{}_count", names::UPSTREAM_LATENCY_SECONDS);
+        for node in &view.nodes {
+            let histogram = &self.latency[node.id.index()];
+            let bounds = LATENCY_BUCKETS.iter().map(|&(_, le)| le).chain(["+Inf"]);
+            let mut cumulative = 0u64;
+            for (le, slot) in bounds.zip(&histogram.buckets) {
+                cumulative += slot.load(Relaxed);
+                out.sample(
+                    &bucket,
+                    &[(label::NODE, node.name), (label::LE, le)],
+                    cumulative,
+                );
+            }
+            let seconds = histogram.sum_nanos.load(Relaxed) as f64 / 1e9;
+            out.sample(&sum, &[(label::NODE, node.name)], seconds);
+            out.sample(&count, &[(label::NODE, node.name)], cumulative);
+        }
+
+        let gauges: [(&str, &str, NodeGauge); 4] = [
+            (
+                names::NODE_HEALTHY,
+                "1 when health checks consider the node up, 0 when down.",
+                |n| usize::from(n.healthy),
+            ),
+            (
+                names::NODE_DRAINING,
+                "1 when an administrator drained the node, 0 otherwise.",
+                |n| usize::from(n.draining),
+            ),
+            (
+                names::NODE_INFLIGHT,
+                "Requests sent to the node and not yet finished.",
+                |n| n.inflight,
+            ),
+            (
+                names::NODE_OWNED_KEYS,
+                "Learned consumer keys and client ids the node is an owner of.",
+                |n| n.owned_keys,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            out.family(name, "gauge", help);
+            for node in &view.nodes {
+                out.sample(name, &[(label::NODE, node.name)], value(node));
+            }
+        }
+
+        out.family(
+            names::TABLE_ENTRIES,
+            "gauge",
+            "Entries in the learned table (expired ones not yet swept included), by credential kind.",
+        );
+        for (kind, n) in view.table_by_kind {
+            out.sample(names::TABLE_ENTRIES, &[(label::KIND, kind.as_str())], n);
+        }
+        let table: [(&str, &str, &str, u64); 4] = [
+            (
+                names::TABLE_MAX_ENTRIES,
+                "gauge",
+                "The bound on the learned table.",
+                view.table.max_entries as u64,
+            ),
+            (
+                names::TABLE_INSERTS_TOTAL,
+                "counter",
+                "Entries added to the learned table.",
+                view.table.inserts,
+            ),
+            (
+                names::TABLE_EVICTIONS_TOTAL,
+                "counter",
+                "Live entries removed from the learned table to make room.",
+                view.table.evictions,
+            ),
+            (
+                names::TABLE_EXPIRIES_TOTAL,
+                "counter",
+                "Expired entries removed from the learned table.",
+                view.table.expiries,
+            ),
+        ];
+        for (name, kind, help, value) in table {
+            out.family(name, kind, help);
+            out.sample(name, &[], value);
+        }
+
+        out.family(
+            names::ROUTE_DECISIONS_TOTAL,
+            "counter",
+            "Routing decisions, by the rule that decided.",
+        );
+        for reason in RouteReason::ALL {
+            out.sample(
+                names::ROUTE_DECISIONS_TOTAL,
+                &[(label::REASON, reason.as_str())],
+                self.routes[route_index(reason)].load(Relaxed),
+            );
+        }
+
+        out.family(
+            names::REFRESHES_TOTAL,
+            "counter",
+            "Node refreshes, by what started them and how they ended.",
+        );
+        for trigger in RefreshTrigger::ALL {
+            for (result, counter) in RESULTS.iter().zip(&self.refreshes[trigger_index(trigger)]) {
+                out.sample(
+                    names::REFRESHES_TOTAL,
+                    &[(label::TRIGGER, trigger.as_str()), (label::RESULT, result)],
+                    counter.load(Relaxed),
+                );
+            }
+        }
+
+        out.family(
+            names::REPLAYS_TOTAL,
+            "counter",
+            "Requests considered for replay after a stale-credential answer, by outcome.",
+        );
+        for outcome in ReplayOutcome::ALL {
+            out.sample(
+                names::REPLAYS_TOTAL,
+                &[(label::OUTCOME, outcome.as_str())],
+                self.replays[outcome_index(outcome)].load(Relaxed),
+            );
+        }
+
+        out.family(
+            names::CONFIG_RELOADS_TOTAL,
+            "counter",
+            "Configuration reload attempts, by result.",
+        );
+        for (result, counter) in RESULTS.iter().zip(&self.reloads) {
+            out.sample(
+                names::CONFIG_RELOADS_TOTAL,
+                &[(label::RESULT, result)],
+                counter.load(Relaxed),
+            );
+        }
+
+        let singles = [
+            (
+                names::REQUEST_BODY_TOO_LARGE_TOTAL,
+                "Requests refused because their body exceeded the buffering cap.",
+                &self.body_too_large,
+            ),
+            (
+                names::RESPONSES_NOT_LEARNED_TOTAL,
+                "Backend responses relayed without learning from them: too large to inspect.",
+                &self.learn_skipped,
+            ),
+        ];
+        for (name, help, counter) in singles {
+            out.family(name, "counter", help);
+            out.sample(name, &[], counter.load(Relaxed));
+        }
+
+        out.0
+    }
+
+    /// The process-wide counters for `/status`: routes, refreshes, replays, reloads and body caps. They count
+    /// since start and do not reset on reload.
+    pub fn counters_json(&self) -> Value {
+        let routes: Map<String, Value> = RouteReason::ALL
+            .into_iter()
+            .map(|r| {
+                let n = self.routes[route_index(r)].load(Relaxed);
+                (r.as_str().to_owned(), n.into())
+            })
+            .collect();
+        let by_result = |pair: &Counters<2>| -> Value {
+            RESULTS
+                .iter()
+                .zip(pair)
+                .map(|(r, c)| ((*r).to_owned(), Value::from(c.load(Relaxed))))
+                .collect::<Map<String, Value>>()
+                .into()
+        };
+        let refreshes: Map<String, Value> = RefreshTrigger::ALL
+            .into_iter()
+            .map(|t| {
+                let counts = by_result(&self.refreshes[trigger_index(t)]);
+                (t.as_str().to_owned(), counts)
+            })
+            .collect();
+        let replays: Map<String, Value> = ReplayOutcome::ALL
+            .into_iter()
+            .map(|o| {
+                let n = self.replays[outcome_index(o)].load(Relaxed);
+                (o.as_str().to_owned(), n.into())
+            })
+            .collect();
+        json!({
+            "routes": routes,
+            "refreshes": refreshes,
+            "replays": replays,
+            "reloads": by_result(&self.reloads),
+            "request_body_too_large": self.body_too_large.load(Relaxed),
+            "responses_too_large_to_learn": self.learn_skipped.load(Relaxed),
+        })
+    }
+}
+
+/// A text exposition being written.
+struct Exposition(String);
+
+impl Exposition {
+    /// Opens a metric family. Each family is written once, with all its samples right after.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Help texts are constants without backslashes or newlines, so they need no escaping.
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    /// Writes one sample line, escaping label values.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                self.0.push_str(key);
+                self.0.push_str("=\"");
+                escape_label_value(&mut self.0, value);
+                self.0.push('"');
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// Escapes a label value as the text format requires: backslash, double quote and line feed.
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Classify: read the credentials a request carries, look each up once, and decide where it may go.
+//!
+//! [`super::route::decide`] turns table hits into a [`Route`]; [`plan_key_route`] applies the consumer-key
+//! strategy (BRIEF 2.3) when the credential that decided is a key not every healthy node holds. Both are pure;
+//! [`Proxy::apply_key_strategy`] carries the plan out (refreshing nodes in the background or first).
+
+use std::sync::Arc;
+
+use super::route::{self, Route};
+use super::{Generation, Proxy};
+use crate::affinity::{unix_now, Fingerprint, NodeSet};
+use crate::oauth::{self, CandidateClass, Specificity};
+use crate::refresh::Strategy;
+
+/// A request's routing decision, and the fingerprint of the consumer key it carries (known or not: repair
+/// needs it when the table has lost the key).
+#[derive(Debug)]
+pub struct Classified {
+    /// Where the request may go, and why.
+    pub route: Route,
+    /// The consumer key or client id the request carries, fingerprinted.
+    pub key: Option<Fingerprint>,
+}
+
+impl Classified {
+    /// Nothing looked at: the balancing policy over `healthy`.
+    pub fn by_policy(healthy: NodeSet) -> Classified {
+        Classified {
+            route: route::decide(&[], healthy),
+            key: None,
+        }
+    }
+}
+
+/// How to route a request whose deciding credential is a consumer key (or client id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRoute {
+    /// As decided: every healthy node holds the key, or the strategy pins to its owners.
+    AsDecided,
+    /// As decided (to owners), while these healthy non-owners are refreshed in the background.
+    AsDecidedRefreshing(NodeSet),
+    /// By the balancing policy over every healthy node; a chosen node that is not an owner is refreshed first.
+    ByPolicy,
+}
+
+/// The consumer-key strategy as a pure function of who owns the key and who is healthy.
+pub fn plan_key_route(
+    strategy: Strategy,
+    refresh_enabled: bool,
+    owners: NodeSet,
+    healthy: NodeSet,
+) -> KeyRoute {
+    let missing = healthy.difference(owners);
+    if !refresh_enabled || missing.is_empty() {
+        return KeyRoute::AsDecided;
+    }
+    let owner_up = !owners.intersection(healthy).is_empty();
+    match strategy {
+        Strategy::Pin if owner_up => KeyRoute::AsDecided,
+        Strategy::PinRefresh if owner_up => KeyRoute::AsDecidedRefreshing(missing),
+        // `refresh`, or no owner is up: any healthy node, refreshed first when it lacks the key.
+        _ => KeyRoute::ByPolicy,
+    }
+}
+
+impl Proxy {
+    /// Looks up every credential the request carries (each fingerprinted once) and decides where it may go.
+    pub(super) fn classify(
+        &self,
+        generation: &Generation,
+        parts: &http::request::Parts,
+        body: Option<&[u8]>,
+    ) -> Classified {
+        let routing = &generation.config.routing;
+        let credentials = oauth::extract_request(parts, body, &routing.rules);
+        let now = unix_now();
+        let mut key = None;
+        let mut hits = Vec::with_capacity(credentials.candidates.len());
+        for c in &credentials.candidates {
+            let wanted = if c.class == CandidateClass::SessionCookie {
+                routing.session_affinity
+            } else {
+                routing.token_aware
+            };
+            if !wanted {
+                continue;
+            }
+            let fp = self.fingerprint(c.value.expose());
+            if key.is_none()
+                && matches!(
+                    c.class,
+                    CandidateClass::ConsumerKey | CandidateClass::ClientId
+                )
+            {
+                key = Some(fp);
+            }
+            if let Some(entry) = self.shared.table.lookup(fp, now) {
+                if c.class.accepts(entry.kind()) {
+                    hits.push((fp, entry));
+                }
+            }
+        }
+        Classified {
+            route: route::decide(&hits, generation.pool.healthy()),
+            key,
+        }
+    }
+
+    /// Carries out [`plan_key_route`] and returns the nodes the request may go to.
+    pub(super) async fn apply_key_strategy(
+        &self,
+        generation: &Arc<Generation>,
+        route: &Route,
+    ) -> NodeSet {
+        let settings = &generation.config.refresh;
+        let Some((fp, kind)) = route.credential else {
+            return route.allowed;
+        };
+        if kind.specificity() != Specificity::Key {
+            return route.allowed;
+        }
+        let pool = &generation.pool;
+        let healthy = pool.healthy();
+        let owners = route.owners.unwrap_or(NodeSet::EMPTY);
+        match plan_key_route(settings.strategy, settings.enabled(), owners, healthy) {
+            KeyRoute::AsDecided => route.allowed,
+            KeyRoute::AsDecidedRefreshing(missing) => {
+                self.shared
+                    .refreshes
+                    .refresh_in_background(pool, settings, missing);
+                route.allowed
+            }
+            KeyRoute::ByPolicy => {
+                let Some(node) = pool.pick(healthy).cloned() else {
+                    return route.allowed;
+                };
+                if owners.contains(node.id)
+                    || self
+                        .shared
+                        .refreshes
+                        .refresh_for_key(&node, settings, fp)
+                        .await
+                {
+                    NodeSet::single(node.id)
+                } else {
+                    route.allowed
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::affinity::NodeId;
+
+    fn set(ids: &[usize]) -> NodeSet {
+        ids.iter().map(|&i| NodeId::new(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn key_routes_follow_the_strategy_table() {
+        use KeyRoute::*;
+        use Strategy::*;
+        // (strategy, refresh configured, owners, healthy) → plan
+        let cases = [
+            // Every healthy node holds the key: nothing to do, whatever the strategy.
+            (Pin, true, &[0, 1, 2][..], &[0, 1, 2][..], AsDecided),
+            (Refresh, true, &[0, 1, 2], &[0, 1], AsDecided),
+            (PinRefresh, true, &[0, 1], &[0, 1], AsDecided),
+            // Refresh not configured: owners only, never a refresh.
+            (PinRefresh, false, &[0], &[0, 1, 2], AsDecided),
+            (Refresh, false, &[0], &[1, 2], AsDecided),
+            // pin: owners while one is up.
+            (Pin, true, &[0], &[0, 1, 2], AsDecided),
+            // pin+refresh: owners, and the healthy non-owners refreshed in the background.
+            (
+                PinRefresh,
+                true,
+                &[0],
+                &[0, 1, 2],
+                AsDecidedRefreshing(set(&[1, 2])),
+            ),
+            (
+                PinRefresh,
+                true,
+                &[0, 3],
+                &[0, 1],
+                AsDecidedRefreshing(set(&[1])),
+            ),
+            // refresh: by policy whenever some healthy node lacks the key.
+            (Refresh, true, &[0], &[0, 1, 2], ByPolicy),
+            // No owner is up: by policy (refresh first) for every strategy.
+            (Pin, true, &[0], &[1, 2], ByPolicy),
+            (PinRefresh, true, &[0], &[1, 2], ByPolicy),
+            (Refresh, true, &[], &[1], ByPolicy),
+        ];
+        for (strategy, enabled, owners, healthy, expected) in cases {
+            assert_eq!(
+                plan_key_route(strategy, enabled, set(owners), set(healthy)),
+                expected,
+                "{strategy:?} refresh={enabled} owners={owners:?} healthy={healthy:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Forward: send the request to a node among those allowed; a connect failure (nothing sent) is retried once
+//! on another node with the body taken back, never re-read. Also buffering a form body under the cap.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{Request, Response, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::error::ProxyError;
+use super::Generation;
+use crate::affinity::NodeSet;
+use crate::transport::body::{self, Prefix, ProxyBody, Reclaimable};
+use crate::upstream::{InflightGuard, Node};
+
+/// A node's answer to a forwarded request.
+#[derive(Debug)]
+pub struct NodeAnswer {
+    /// The node that answered.
+    pub node: Arc<Node>,
+    /// Counts the request as in flight on `node` until the answer's body has been relayed.
+    pub guard: InflightGuard,
+    /// The answer.
+    pub response: Relayed,
+}
+
+/// A node's response: untouched, or with its body already (partly) read by the proxy.
+#[derive(Debug)]
+pub enum Relayed {
+    /// As it came from the node.
+    Fresh(Response<Incoming>),
+    /// Its head, and a body that starts with what the proxy has read.
+    Read(Response<ProxyBody>),
+}
+
+impl Relayed {
+    /// The status the node answered.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Relayed::Fresh(r) => r.status(),
+            Relayed::Read(r) => r.status(),
+        }
+    }
+}
+
+/// Sends the request to a node in `allowed`; a connect failure (nothing sent) is retried once elsewhere.
+pub async fn forward(
+    generation: &Generation,
+    parts: &http::request::Parts,
+    mut allowed: NodeSet,
+    mut body: ProxyBody,
+) -> Result<NodeAnswer, ProxyError> {
+    let limits = &generation.config.limits;
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut retried = false;
+    loop {
+        let node = generation
+            .pool
+            .pick(allowed)
+            .ok_or(ProxyError::NoHealthyNode)?
+            .clone();
+        let (sent_body, reclaim) = Reclaimable::new(body);
+        let mut upstream = Request::new(sent_body.boxed());
+        *upstream.method_mut() = parts.method.clone();
+        *upstream.uri_mut() = node.uri_for(path_and_query);
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = parts.headers.clone();
+        let guard = node.start_request();
+        let outcome = tokio::time::timeout(
+            limits.response_header_timeout,
+            node.client.request(upstream),
+        )
+        .await;
+        match outcome {
+            Ok(Ok(response)) => {
+                return Ok(NodeAnswer {
+                    node,
+                    guard,
+                    response: Relayed::Fresh(response),
+                })
+            }
+            Ok(Err(source)) if source.is_connect() => {
+                generation
+                    .pool
+                    .record_health(&node, false, "connect failure");
+                match reclaim.take() {
+                    Some(unsent) if !retried => {
+                        tracing::debug!(node = %node.spec.name, "connect failed; retrying on another node");
+                        retried = true;
+                        allowed = allowed.without(node.id);
+                        body = unsent;
+                    }
+                    _ => {
+                        return Err(ProxyError::Connect {
+                            node: node.spec.name.clone(),
+                            source,
+                        })
+                    }
+                }
+            }
+            Ok(Err(source)) => {
+                return Err(ProxyError::Upstream {
+                    node: node.spec.name.clone(),
+                    source,
+                })
+            }
+            Err(_elapsed) => {
+                generation
+                    .pool
+                    .record_health(&node, false, "response timeout");
+                return Err(ProxyError::UpstreamTimeout {
+                    node: node.spec.name.clone(),
+                    timeout: limits.response_header_timeout,
+                });
+            }
+        }
+    }
+}
+
+/// Buffers a form body to read its credentials, under the cap: over it, an OAuth endpoint's request gets 413
+/// (`strict`), any other is handed back as its head and unread rest.
+pub async fn read_request_body(
+    parts: &http::request::Parts,
+    body: ProxyBody,
+    limit: usize,
+    strict: bool,
+) -> Result<Prefix<ProxyBody>, ProxyError> {
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        if strict {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        return Ok(Prefix::TooLarge {
+            head: Bytes::new(),
+            rest: body,
+        });
+    }
+    match body::read_prefix(body, limit)
+        .await
+        .map_err(ProxyError::ClientBody)?
+    {
+        Prefix::TooLarge { .. } if strict => Err(ProxyError::BodyTooLarge { limit }),
+        prefix => Ok(prefix),
+    }
+}

@@ -1,0 +1,134 @@
+//! Learn: record what a node's answer issued (tokens, keys, codes, cookies) before a byte of it reaches the
+//! client, so the client's next step finds it; then relay. A key registration or approval also starts the
+//! refresh fan-out.
+//!
+//! Only responses to requests the proxy itself routed are read, and only on configured endpoints (or for
+//! `Set-Cookie`): nothing a client sends inserts or moves an entry.
+
+use std::sync::Arc;
+
+use http::header::{CONTENT_TYPE, SET_COOKIE};
+use http::Response;
+use http_body_util::{BodyExt, Full};
+
+use super::error::ProxyError;
+use super::forward::{NodeAnswer, Relayed};
+use super::{headers, Generation, Proxy};
+use crate::affinity::unix_now;
+use crate::oauth::{self, CredentialKind, EndpointRole, KeyEvent};
+use crate::transport::body::{self, BodyError, Prefix, Prefixed, ProxyBody, Relay};
+
+impl Proxy {
+    /// Learns what the node's answer issued, then hands the response back for relaying.
+    pub(super) async fn learn_then_relay(
+        &self,
+        generation: &Arc<Generation>,
+        request: &http::request::Parts,
+        role: Option<EndpointRole>,
+        answer: NodeAnswer,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let config = &generation.config;
+        let routing = &config.routing;
+        let rules = &routing.rules;
+        let NodeAnswer {
+            node,
+            guard,
+            response,
+        } = answer;
+        let (mut head, mut body) = match response {
+            Relayed::Fresh(response) => {
+                let (head, upstream_body) = response.into_parts();
+                let body = Relay::with_guard(
+                    upstream_body.map_err(BodyError::from),
+                    config.limits.body_idle_timeout,
+                    Some(guard),
+                )
+                .boxed();
+                (head, body)
+            }
+            Relayed::Read(response) => {
+                drop(guard);
+                response.into_parts()
+            }
+        };
+        headers::strip_hop_by_hop(&mut head.headers);
+        self.shared
+            .metrics
+            .observe_response(Some(node.id), head.status);
+
+        let sets_cookie = routing.session_affinity && head.headers.contains_key(SET_COOKIE);
+        if role.is_none() && !sets_cookie {
+            return Ok(Response::from_parts(head, body));
+        }
+        let mut learned_body = None;
+        if role.is_some()
+            && rules.wants_response_body(role, head.status, head.headers.get(CONTENT_TYPE))
+        {
+            match body::read_prefix(body, rules.max_body()).await {
+                Ok(Prefix::Complete(bytes)) => {
+                    learned_body = Some(bytes.clone());
+                    body = Full::new(bytes).map_err(|never| match never {}).boxed();
+                }
+                Ok(Prefix::TooLarge { head: prefix, rest }) => {
+                    tracing::debug!(node = %node.spec.name, "response too large to learn from; relayed as is");
+                    self.shared.metrics.observe_learn_skipped();
+                    body = Prefixed::new(prefix, rest).boxed();
+                }
+                Err(source) => {
+                    return Err(ProxyError::UpstreamBody {
+                        node: node.spec.name.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        let learned = oauth::learn_from_response(
+            role,
+            &request.method,
+            request.uri.query(),
+            head.status,
+            &head.headers,
+            learned_body.as_deref(),
+            rules,
+        );
+        let now = unix_now();
+        let table = &self.shared.table;
+        for (kind, value) in &learned.credentials {
+            let wanted = if *kind == CredentialKind::SessionCookie {
+                routing.session_affinity
+            } else {
+                routing.token_aware
+            };
+            if wanted {
+                table.learn(
+                    self.fingerprint(value.expose()),
+                    *kind,
+                    node.id,
+                    rules.ttl(*kind),
+                    now,
+                );
+            }
+        }
+        if let Some(event) = &learned.key_event {
+            let (what, value) = match event {
+                KeyEvent::Registered(v) => ("registered", v),
+                KeyEvent::Approved(v) => ("approved", v),
+            };
+            let fp = self.fingerprint(value.expose());
+            if matches!(event, KeyEvent::Approved(_)) {
+                // Nodes that loaded the key before approval hold a stale provisional copy: only the approver
+                // is known to hold the approved key until the others are refreshed.
+                let kind = table
+                    .lookup(fp, now)
+                    .map_or(CredentialKind::ConsumerKey, |e| e.kind());
+                table.forget(fp);
+                table.learn(fp, kind, node.id, rules.ttl(kind), now);
+            }
+            tracing::debug!(node = %node.spec.name, event = what, "consumer key event");
+            self.shared
+                .refreshes
+                .fan_out(&generation.pool, &config.refresh, fp, node.id);
+        }
+        Ok(Response::from_parts(head, body))
+    }
+}
