@@ -1,7 +1,7 @@
 //! How errors reach the log: with their whole cause chain on one line, never a `Debug` dump.
 
 /// `error: cause: cause` for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

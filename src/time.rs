@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// A ticker whose first tick is one `period` from now; ticks missed under load are skipped, not bunched.
-pub fn periodic(period: Duration) -> tokio::time::Interval {
+pub(crate) fn periodic(period: Duration) -> tokio::time::Interval {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick

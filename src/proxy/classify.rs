@@ -2,7 +2,7 @@
 //!
 //! [`super::route::decide`] turns table hits into a [`Route`]; [`plan_key_route`] applies the consumer-key
 //! strategy (BRIEF 2.3) when the credential that decided is a key not every healthy node holds. Both are pure;
-//! [`Proxy::apply_key_strategy`] carries the plan out (refreshing nodes in the background or first).
+//! `Proxy::apply_key_strategy` carries the plan out (refreshing nodes in the background or first).
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use crate::refresh::Strategy;
 /// A request's routing decision, and the fingerprint of the consumer key it carries (known or not: repair
 /// needs it when the table has lost the key).
 #[derive(Debug)]
-pub struct Classified {
+pub(super) struct Classified {
     /// Where the request may go, and why.
     pub route: Route,
     /// The consumer key or client id the request carries, fingerprinted.
@@ -24,7 +24,7 @@ pub struct Classified {
 
 impl Classified {
     /// Nothing looked at: the balancing policy over `healthy`.
-    pub fn by_policy(healthy: NodeSet) -> Classified {
+    pub(super) fn by_policy(healthy: NodeSet) -> Classified {
         Classified {
             route: route::decide(&[], healthy),
             key: None,
@@ -34,7 +34,7 @@ impl Classified {
 
 /// How to route a request whose deciding credential is a consumer key (or client id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRoute {
+pub(super) enum KeyRoute {
     /// As decided: every healthy node holds the key, or the strategy pins to its owners.
     AsDecided,
     /// As decided (to owners), while these healthy non-owners are refreshed in the background.
@@ -44,7 +44,7 @@ pub enum KeyRoute {
 }
 
 /// The consumer-key strategy as a pure function of who owns the key and who is healthy.
-pub fn plan_key_route(
+pub(super) fn plan_key_route(
     strategy: Strategy,
     refresh_enabled: bool,
     owners: NodeSet,

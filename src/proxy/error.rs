@@ -14,7 +14,7 @@ use crate::transport::body::{BodyError, ProxyBody};
 
 /// Which side caused an error: decides log level and whether the node's health is blamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(super) enum Side {
     /// The client sent something unacceptable.
     Client,
     /// A node failed or is missing.
@@ -23,7 +23,7 @@ pub enum Side {
 
 /// Why a request could not be proxied.
 #[derive(Debug, Error)]
-pub enum ProxyError {
+pub(super) enum ProxyError {
     /// No `Host` header (and no HTTP/2 authority).
     #[error("request has no Host header")]
     MissingHost,
@@ -84,7 +84,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// The status the client receives.
-    pub fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             ProxyError::MissingHost | ProxyError::DuplicateHost | ProxyError::BadTarget => {
                 StatusCode::BAD_REQUEST
@@ -101,7 +101,7 @@ impl ProxyError {
     }
 
     /// Who is to blame.
-    pub fn side(&self) -> Side {
+    pub(super) fn side(&self) -> Side {
         match self {
             ProxyError::MissingHost
             | ProxyError::DuplicateHost
@@ -129,7 +129,7 @@ impl ProxyError {
     }
 
     /// Logs the error with its cause chain and turns it into the client's response.
-    pub fn into_response(self) -> Response<ProxyBody> {
+    pub(super) fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
         match self.side() {
             Side::Client => {

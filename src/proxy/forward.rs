@@ -17,7 +17,7 @@ use crate::upstream::{InflightGuard, Node};
 
 /// A node's answer to a forwarded request.
 #[derive(Debug)]
-pub struct NodeAnswer {
+pub(super) struct NodeAnswer {
     /// The node that answered.
     pub node: Arc<Node>,
     /// Counts the request as in flight on `node` until the answer's body has been relayed.
@@ -28,7 +28,7 @@ pub struct NodeAnswer {
 
 /// A node's response: untouched, or with its body already (partly) read by the proxy.
 #[derive(Debug)]
-pub enum Relayed {
+pub(super) enum Relayed {
     /// As it came from the node.
     Fresh(Response<Incoming>),
     /// Its head, and a body that starts with what the proxy has read.
@@ -37,7 +37,7 @@ pub enum Relayed {
 
 impl Relayed {
     /// The status the node answered.
-    pub fn status(&self) -> http::StatusCode {
+    pub(super) fn status(&self) -> http::StatusCode {
         match self {
             Relayed::Fresh(r) => r.status(),
             Relayed::Read(r) => r.status(),
@@ -46,7 +46,7 @@ impl Relayed {
 }
 
 /// Sends the request to a node in `allowed`; a connect failure (nothing sent) is retried once elsewhere.
-pub async fn forward(
+pub(super) async fn forward(
     generation: &Generation,
     parts: &http::request::Parts,
     mut allowed: NodeSet,
@@ -121,7 +121,7 @@ pub async fn forward(
 
 /// Buffers a form body to read its credentials, under the cap: over it, an OAuth endpoint's request gets 413
 /// (`strict`), any other is handed back as its head and unread rest.
-pub async fn read_request_body(
+pub(super) async fn read_request_body(
     parts: &http::request::Parts,
     body: ProxyBody,
     limit: usize,

@@ -31,7 +31,7 @@ static WS_SCHEME: HeaderName = HeaderName::from_static("$wssc");
 static WS_IS_SECURE: HeaderName = HeaderName::from_static("$wsis");
 
 /// The request's `Host`: exactly one `Host` header, or for HTTP/2 the `:authority` when there is none.
-pub fn request_host(
+pub(super) fn request_host(
     headers: &HeaderMap,
     authority: Option<&str>,
 ) -> Result<HeaderValue, ProxyError> {
@@ -48,7 +48,7 @@ pub fn request_host(
 
 /// Removes hop-by-hop headers, every header named in `Connection`, and a `Content-Length` that came with a
 /// `Transfer-Encoding` (the length is stale: the framing was chunked).
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most requests carry no `Connection` header (HTTP/1.1 keep-alive is the default): no allocation then.
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -72,7 +72,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// What the proxy knows about the client connection.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientSide {
+pub(super) struct ClientSide {
     /// The peer address.
     pub peer: IpAddr,
     /// Whether the peer is a trusted proxy (its forwarding headers are kept and extended).
@@ -82,7 +82,7 @@ pub struct ClientSide {
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host` (and WebSphere's `$WSSC`/`$WSIS` when asked) for the node.
-pub fn set_forwarding(
+pub(super) fn set_forwarding(
     headers: &mut HeaderMap,
     client: ClientSide,
     host: &HeaderValue,

@@ -14,14 +14,14 @@
 //! keeps it to the end, so a reload never changes the rules under a request in flight. The learned table and
 //! its fingerprint key live beside the generation, not in it: they outlive reloads.
 
-pub mod classify;
-pub mod error;
-pub mod forward;
-pub mod generation;
-pub mod headers;
-pub mod learn;
-pub mod repair;
-pub mod route;
+mod classify;
+mod error;
+mod forward;
+mod generation;
+mod headers;
+mod learn;
+mod repair;
+mod route;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,12 +5,12 @@
 //! balancing policy still chooses among owners of a consumer key.
 
 use crate::affinity::{Entry, Fingerprint, NodeSet};
-pub use crate::metrics::RouteReason;
+pub(super) use crate::metrics::RouteReason;
 use crate::oauth::{CredentialKind, Specificity};
 
 /// Where a request may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
+pub(super) struct Route {
     /// Nodes the balancer may choose from.
     pub allowed: NodeSet,
     /// Why.
@@ -22,7 +22,7 @@ pub struct Route {
 }
 
 /// Decides from the table hits of a request's credentials and the healthy set.
-pub fn decide(hits: &[(Fingerprint, Entry)], healthy: NodeSet) -> Route {
+pub(super) fn decide(hits: &[(Fingerprint, Entry)], healthy: NodeSet) -> Route {
     let best = hits.iter().max_by_key(|(_, e)| e.kind().specificity());
     let Some((fp, entry)) = best else {
         return Route {

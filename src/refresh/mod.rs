@@ -1,10 +1,10 @@
 //! Refreshing nodes: the technote's "log in on each server", done by the proxy, directly on one node.
 //!
-//! - [`single_flight`]: [`Refresher`] sends the configured exchanges (e.g. a form login) to a node, bypassing
+//! - `single_flight`: [`Refresher`] sends the configured exchanges (e.g. a form login) to a node, bypassing
 //!   balancing; concurrent refreshes of one node coalesce into one exchange.
-//! - [`triggers`]: *when* a node is refreshed — every trigger (key event, node up, timer, route, stale answer,
+//! - `triggers`: *when* a node is refreshed — every trigger (key event, node up, timer, route, stale answer,
 //!   admin) is a method of [`Refreshes`], which also records what a successful refresh taught the table.
-//! - [`fanout`]: after a key is registered or approved, every other healthy node at once, with retries and a
+//! - `fanout`: after a key is registered or approved, every other healthy node at once, with retries and a
 //!   deadline.
 
 mod fanout;

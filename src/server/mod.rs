@@ -2,7 +2,7 @@
 //!
 //! [`bind`] opens the configured sockets; [`run`] serves them until the shutdown future completes, then stops
 //! accepting, lets in-flight requests finish up to `runtime.drain_timeout`, and returns. Listeners follow
-//! reloads (a moved one is rebound). The rest of the application is assembled in [`crate::app`].
+//! reloads (a moved one is rebound). The rest of the application is assembled in `app`.
 
 pub mod reload;
 

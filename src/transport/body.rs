@@ -35,12 +35,12 @@ impl From<hyper::Error> for BodyError {
 }
 
 /// The body type the proxy relays in both directions.
-pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BodyError>;
+pub(crate) type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BodyError>;
 
 /// Wraps a body with an idle timeout and an optional guard (e.g. an upstream node's in-flight count) dropped
 /// as soon as the body ends or fails, not when the response value is finally dropped.
 #[derive(Debug)]
-pub struct Relay<B, G = ()> {
+pub(crate) struct Relay<B, G = ()> {
     inner: B,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
@@ -49,14 +49,14 @@ pub struct Relay<B, G = ()> {
 
 impl<B> Relay<B> {
     /// Relays `inner`, failing it after `idle` without a frame.
-    pub fn new(inner: B, idle: Duration) -> Self {
+    pub(crate) fn new(inner: B, idle: Duration) -> Self {
         Relay::with_guard(inner, idle, None)
     }
 }
 
 impl<B, G> Relay<B, G> {
     /// Relays `inner` like [`Relay::new`], holding `guard` until the body ends.
-    pub fn with_guard(inner: B, idle: Duration, guard: Option<G>) -> Self {
+    pub(crate) fn with_guard(inner: B, idle: Duration, guard: Option<G>) -> Self {
         Relay {
             inner,
             idle,
@@ -121,7 +121,7 @@ struct Slot<B> {
 ///
 /// The mutex is uncontended (one poller at a time) and never held across an `.await`.
 #[derive(Debug)]
-pub struct Reclaimable<B> {
+pub(crate) struct Reclaimable<B> {
     slot: Arc<Mutex<Slot<B>>>,
     end_stream: bool,
     hint: SizeHint,
@@ -129,11 +129,11 @@ pub struct Reclaimable<B> {
 
 /// The handle that takes the body back.
 #[derive(Debug)]
-pub struct Reclaim<B>(Arc<Mutex<Slot<B>>>);
+pub(crate) struct Reclaim<B>(Arc<Mutex<Slot<B>>>);
 
 impl<B: Body> Reclaimable<B> {
     /// Wraps `body`; the handle can take it back while it has not been polled.
-    pub fn new(body: B) -> (Self, Reclaim<B>) {
+    pub(crate) fn new(body: B) -> (Self, Reclaim<B>) {
         let end_stream = body.is_end_stream();
         let hint = body.size_hint();
         let slot = Arc::new(Mutex::new(Slot {
@@ -153,7 +153,7 @@ impl<B: Body> Reclaimable<B> {
 
 impl<B> Reclaim<B> {
     /// The body, if no frame of it was ever requested.
-    pub fn take(self) -> Option<B> {
+    pub(crate) fn take(self) -> Option<B> {
         let mut slot = self.0.lock();
         if slot.polled {
             None
@@ -193,7 +193,7 @@ where
 
 /// The result of [`read_prefix`].
 #[derive(Debug)]
-pub enum Prefix<B> {
+pub(crate) enum Prefix<B> {
     /// The whole body, within the limit.
     Complete(Bytes),
     /// The body is larger than the limit: what was read, and the unread rest.
@@ -207,7 +207,7 @@ pub enum Prefix<B> {
 
 /// Reads a body up to `limit` bytes; a larger body comes back as its head and the unread rest, so it can still
 /// be relayed intact (see [`Prefixed`]). Trailers of a body read whole are dropped.
-pub async fn read_prefix<B>(mut body: B, limit: usize) -> Result<Prefix<B>, BodyError>
+pub(crate) async fn read_prefix<B>(mut body: B, limit: usize) -> Result<Prefix<B>, BodyError>
 where
     B: Body<Data = Bytes, Error = BodyError> + Unpin,
 {
@@ -229,14 +229,14 @@ where
 
 /// A body made of bytes already read followed by the rest of the original body.
 #[derive(Debug)]
-pub struct Prefixed<B> {
+pub(crate) struct Prefixed<B> {
     head: Option<Bytes>,
     rest: B,
 }
 
 impl<B> Prefixed<B> {
     /// `head` then `rest`.
-    pub fn new(head: Bytes, rest: B) -> Self {
+    pub(crate) fn new(head: Bytes, rest: B) -> Self {
         Prefixed {
             head: Some(head),
             rest,

@@ -13,7 +13,7 @@ use rustls::sign::CertifiedKey;
 
 /// A certificate entry that could not be loaded: which one (index in the list), which value, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsConfigError {
+pub(crate) struct TlsConfigError {
     /// Index of the `[[listener.tls.certificate]]` entry.
     pub index: usize,
     /// The offending value (a path or a name).
@@ -24,7 +24,7 @@ pub struct TlsConfigError {
 
 /// One certificate entry of a TLS listener, as configured (paths relative to the config file's directory).
 #[derive(Debug, Clone, Copy)]
-pub struct CertificateSource<'a> {
+pub(crate) struct CertificateSource<'a> {
     /// PEM certificate chain, leaf first.
     pub cert: &'a str,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
@@ -34,12 +34,12 @@ pub struct CertificateSource<'a> {
 }
 
 /// The crypto provider used on both sides (ring: small, no C toolchain beyond a compiler).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Builds a server config from certificate entries; the first entry is the default certificate.
-pub fn server_config(
+pub(crate) fn server_config(
     certificates: &[CertificateSource<'_>],
     base_dir: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
@@ -96,7 +96,7 @@ pub fn server_config(
 
 /// Builds the client config for nodes, trusting the CAs in `ca_file` (none: an empty store, fine for http
 /// nodes).
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(path) = ca_file {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)

@@ -13,14 +13,14 @@ use rustls::pki_types::ServerName;
 use crate::transport::body::BodyError;
 
 /// The request body type sent to nodes.
-pub type UpstreamBody = BoxBody<bytes::Bytes, BodyError>;
+pub(crate) type UpstreamBody = BoxBody<bytes::Bytes, BodyError>;
 
 /// A pooled client for one node.
-pub type NodeClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+pub(crate) type NodeClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// Settings for one node's client.
 #[derive(Debug, Clone)]
-pub struct ClientSettings {
+pub(crate) struct ClientSettings {
     /// TLS trust.
     pub tls: Arc<rustls::ClientConfig>,
     /// TLS name to present and verify instead of the URL host.
@@ -34,7 +34,7 @@ pub struct ClientSettings {
 }
 
 /// Builds a pooled HTTP/1.1 client (nodes are spoken to in HTTP/1.1 whatever the client used).
-pub fn build(settings: &ClientSettings) -> NodeClient {
+pub(crate) fn build(settings: &ClientSettings) -> NodeClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(settings.connect_timeout));

@@ -17,7 +17,7 @@ use super::{Node, Pool};
 
 /// A change of a node's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// The node may receive traffic again.
     Up,
     /// The node receives no new traffic.
@@ -26,7 +26,7 @@ pub enum Transition {
 
 /// Counts consecutive results and reports when `rise` successes or `fall` failures in a row flip the state.
 #[derive(Debug, Clone)]
-pub struct ConsecutiveCounter {
+pub(crate) struct ConsecutiveCounter {
     rise: u32,
     fall: u32,
     healthy: bool,
@@ -35,7 +35,7 @@ pub struct ConsecutiveCounter {
 
 impl ConsecutiveCounter {
     /// A counter for a node that starts healthy (like HAProxy: traffic flows until checks say otherwise).
-    pub fn new(rise: NonZeroU32, fall: NonZeroU32) -> Self {
+    pub(crate) fn new(rise: NonZeroU32, fall: NonZeroU32) -> Self {
         ConsecutiveCounter {
             rise: rise.get(),
             fall: fall.get(),
@@ -45,12 +45,13 @@ impl ConsecutiveCounter {
     }
 
     /// Whether the node is healthy now.
-    pub fn is_healthy(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_healthy(&self) -> bool {
         self.healthy
     }
 
     /// Records one result; returns the transition it causes, if any.
-    pub fn record(&mut self, ok: bool) -> Option<Transition> {
+    pub(crate) fn record(&mut self, ok: bool) -> Option<Transition> {
         if ok == self.healthy {
             self.streak = 0;
             return None;
@@ -68,7 +69,7 @@ impl ConsecutiveCounter {
 
 /// Probes every node of `pool`, on `tasks`, until `stop` is cancelled (on reload the new pool's probers take
 /// over, and at shutdown the whole tree stops).
-pub fn spawn_probers(
+pub(crate) fn spawn_probers(
     pool: &Arc<Pool>,
     settings: &HealthSettings,
     tasks: &TaskTracker,
@@ -93,7 +94,7 @@ async fn probe_loop(pool: Arc<Pool>, node: Arc<Node>, settings: HealthSettings) 
 }
 
 /// One active check: GET `path`, expecting `expect_status`, within `timeout`.
-pub async fn probe(node: &Node, settings: &HealthSettings) -> bool {
+pub(crate) async fn probe(node: &Node, settings: &HealthSettings) -> bool {
     let request = http::Request::get(node.uri_for(&settings.path))
         .header(http::header::HOST, node.spec.authority.as_str())
         .header(http::header::USER_AGENT, "tokenroute-health")

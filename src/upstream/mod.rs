@@ -4,8 +4,8 @@
 //! and the balancer's cursor; health counters sit behind a per-node mutex touched only by probes and failures.
 
 pub mod balance;
-pub mod client;
-pub mod health;
+pub(crate) mod client;
+pub(crate) mod health;
 mod settings;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

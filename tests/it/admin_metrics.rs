@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 use tokenroute::affinity::{NodeId, TableStats};
+use tokenroute::metrics::RouteReason;
 use tokenroute::metrics::{Metrics, MetricsView, NodeView, RefreshTrigger, ReplayOutcome};
 use tokenroute::oauth::CredentialKind;
-use tokenroute::proxy::route::RouteReason;
 
 /// A scrape of a busy three-node deployment: every counter moved, one node down, one drained.
 fn realistic_exposition() -> String {

@@ -8,7 +8,7 @@
 //! - a known token whose issuer refused it for a token problem: no replay (no other node can hold it);
 //! - never after a non-stale answer: only 401/403 naming a configured problem start a replay.
 
-pub mod stale;
+pub(super) mod stale;
 
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ use crate::transport::body::{self, BodyError, Prefix, Prefixed, Relay};
 
 /// What to do after a stale-credential answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayPlan {
+pub(super) enum ReplayPlan {
     /// Relay the refusal: no other node can answer.
     NotReplayable,
     /// Replay up to `attempts` times. `key` is the consumer key the stale node lacks (it loses ownership and
@@ -44,7 +44,7 @@ pub enum ReplayPlan {
 ///
 /// `known` is the credential that routed the request (from the table), `carried_key` the consumer key the
 /// request carries whether the table knows it or not, `nodes` the size of the pool.
-pub fn plan_replay(
+pub(super) fn plan_replay(
     key_missing: bool,
     known: Option<(Fingerprint, CredentialKind)>,
     carried_key: Option<Fingerprint>,
@@ -70,7 +70,7 @@ pub fn plan_replay(
 
 /// Where one replay may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplayStep {
+pub(super) struct ReplayStep {
     /// The balancer picks the target among these.
     pub pick_from: NodeSet,
     /// The target must be refreshed before the replay (it is not known to hold the missing key).
@@ -78,7 +78,7 @@ pub struct ReplayStep {
 }
 
 /// Chooses the candidates of the next replay: healthy nodes not tried yet, owners of the key first.
-pub fn plan_replay_step(
+pub(super) fn plan_replay_step(
     healthy: NodeSet,
     tried: NodeSet,
     key_owners: NodeSet,

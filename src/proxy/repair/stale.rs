@@ -6,24 +6,13 @@
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, StatusCode};
 
-pub use crate::oauth::problems::{DEFAULT_STALE_PROBLEMS, KEY_PROBLEMS};
+pub(crate) use crate::oauth::problems::KEY_PROBLEMS;
 
 /// How many body bytes are scanned for a problem name.
-pub const SCAN_BYTES: usize = 1024;
-
-/// Whether a response is a stale-credential answer: 401/403 naming one of `problems` in `WWW-Authenticate`
-/// or in the first [`SCAN_BYTES`] of `body_head`.
-pub fn is_stale_answer(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body_head: &[u8],
-    problems: &[String],
-) -> bool {
-    stale_problem(status, headers, body_head, problems).is_some()
-}
+pub(crate) const SCAN_BYTES: usize = 1024;
 
 /// The problem a stale-credential answer names (the `WWW-Authenticate` header first, then the body head).
-pub fn stale_problem<'p>(
+pub(crate) fn stale_problem<'p>(
     status: StatusCode,
     headers: &HeaderMap,
     body_head: &[u8],
@@ -52,6 +41,18 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oauth::problems::DEFAULT_STALE_PROBLEMS;
+
+    /// Whether a response is a stale-credential answer: 401/403 naming one of `problems` in `WWW-Authenticate`
+    /// or in the first [`SCAN_BYTES`] of `body_head`.
+    fn is_stale_answer(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body_head: &[u8],
+        problems: &[String],
+    ) -> bool {
+        stale_problem(status, headers, body_head, problems).is_some()
+    }
     use http::HeaderValue;
 
     fn problems() -> Vec<String> {
