@@ -107,8 +107,11 @@ async fn flows_in_progress_survive_a_restart_without_snapshot_through_repair() {
     }
     first.shutdown().await;
     // Same address, empty table: nothing learned survives.
-    let text = front_config(&cluster, &refresh_section("pin+refresh"))
-        .replace("127.0.0.1:0", &addr.to_string());
+    let text = front_config(&cluster, &refresh_section("pin+refresh")).replacen(
+        "127.0.0.1:0",
+        &addr.to_string(),
+        1,
+    );
     let second = spawn_proxy(&text).await;
     assert_eq!(second.proxy.table().len(), 0);
     for flow in &mut in_progress {

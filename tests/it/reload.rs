@@ -31,7 +31,7 @@ async fn fifty_reloads_under_load_fail_no_request_and_keep_learned_entries() {
     let base = config_text(&[("a", a.url()), ("b", b.url())], "");
     let proxy = spawn_proxy(&base).await;
     // Pin the listener's port in the file so reloads do not look like listener changes.
-    let base = base.replace("127.0.0.1:0", &proxy.addr.to_string());
+    let base = base.replacen("127.0.0.1:0", &proxy.addr.to_string(), 1);
     write(&path, &base);
     let fp = proxy.proxy.fingerprint("learned-before-reloads");
     let id = proxy.proxy.current().pool.by_name("a").unwrap().id;

@@ -133,7 +133,7 @@ async fn a_restarted_proxy_with_its_snapshot_completes_flows_in_progress() {
     );
 
     // Same address (the consumer's URLs and signatures name it), fresh process state.
-    let text = front_config(&cluster, &extra).replace("127.0.0.1:0", &addr.to_string());
+    let text = front_config(&cluster, &extra).replacen("127.0.0.1:0", &addr.to_string(), 1);
     let second = spawn_proxy(&text).await;
     assert!(
         second.proxy.table().len() >= 18,
