@@ -330,34 +330,104 @@ max_entries = 0
     #[test]
     fn shipped_config_toml_parses_and_documents_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-        let shipped = load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let defaults = parse_str(MINIMAL).unwrap();
-        // The file states every default; if a default changes, the file must change with it.
-        assert_eq!(
+        let text = std::fs::read_to_string(&path).unwrap();
+        let no_env = |_: &str| None;
+        let shipped =
+            parse_with_env(&text, &path, Path::new("."), &no_env).unwrap_or_else(|e| panic!("{e}"));
+        let defaults =
+            parse_with_env(MINIMAL, Path::new("m.toml"), Path::new("."), &no_env).unwrap();
+        // The file shows every default as a value (examples are commented out); if a default changes, the
+        // file must change with it.
+        let same =
+            |what: &str, a: String, b: String| assert_eq!(a, b, "config.toml differs on {what}");
+        same(
+            "[runtime]",
+            format!("{:?}", shipped.runtime),
+            format!("{:?}", defaults.runtime),
+        );
+        same(
+            "[limits]",
             format!("{:?}", shipped.limits),
-            format!("{:?}", defaults.limits)
+            format!("{:?}", defaults.limits),
         );
-        assert_eq!(
+        same(
+            "[forwarding]",
+            format!("{:?}", shipped.forwarding),
+            format!("{:?}", defaults.forwarding),
+        );
+        same(
+            "[health]",
             format!("{:?}", shipped.health),
-            format!("{:?}", defaults.health)
+            format!("{:?}", defaults.health),
         );
-        assert_eq!(shipped.upstream.policy, defaults.upstream.policy);
-        assert_eq!(
-            shipped.upstream.connect_timeout,
-            defaults.upstream.connect_timeout
+        same(
+            "[refresh]",
+            format!("{:?}", shipped.refresh),
+            format!("{:?}", defaults.refresh),
         );
-        assert_eq!(
-            shipped.runtime.drain_timeout,
-            defaults.runtime.drain_timeout
+        same(
+            "[repair]",
+            format!("{:?}", shipped.repair),
+            format!("{:?}", defaults.repair),
+        );
+        same(
+            "[affinity]",
+            format!("{:?}", shipped.affinity),
+            format!("{:?}", defaults.affinity),
+        );
+        same(
+            "[admin]",
+            format!("{:?}", shipped.admin),
+            format!("{:?}", defaults.admin),
+        );
+        same(
+            "[routing]",
+            format!(
+                "{:?}",
+                (
+                    shipped.routing.token_aware,
+                    shipped.routing.session_affinity
+                )
+            ),
+            format!(
+                "{:?}",
+                (
+                    defaults.routing.token_aware,
+                    defaults.routing.session_affinity
+                )
+            ),
+        );
+        assert_eq!(shipped.routing.rules, defaults.routing.rules);
+        let (s, d) = (&shipped.upstream, &defaults.upstream);
+        same(
+            "[upstream]",
+            format!(
+                "{:?}",
+                (
+                    s.policy,
+                    s.connect_timeout,
+                    s.pool_idle_timeout,
+                    s.pool_max_idle_per_node
+                )
+            ),
+            format!(
+                "{:?}",
+                (
+                    d.policy,
+                    d.connect_timeout,
+                    d.pool_idle_timeout,
+                    d.pool_max_idle_per_node
+                )
+            ),
+        );
+        assert_eq!(s.nodes[0].weight, d.nodes[0].weight);
+        let (s, d) = (&shipped.listeners[0], &defaults.listeners[0]);
+        same(
+            "[[listener]]",
+            format!("{:?}", (&s.name, s.max_connections)),
+            format!("{:?}", (&d.name, d.max_connections)),
         );
         assert_eq!(shipped.upstream.nodes.len(), 3);
-        assert_eq!(shipped.routing.rules, defaults.routing.rules);
-        assert_eq!(shipped.routing.token_aware, defaults.routing.token_aware);
-        assert_eq!(shipped.affinity.max_entries, defaults.affinity.max_entries);
-        assert_eq!(
-            shipped.affinity.sweep_interval,
-            defaults.affinity.sweep_interval
-        );
     }
 
     fn findings(text: &str) -> Vec<Diagnostic> {
