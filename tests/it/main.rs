@@ -8,6 +8,7 @@ mod support;
 mod admin_api;
 mod admin_metrics;
 mod admin_wiring;
+mod certs;
 mod cli;
 mod loadtest;
 mod no_leaks;
