@@ -12,6 +12,7 @@ mod certs;
 mod cli;
 mod loadtest;
 mod no_leaks;
+mod packaging;
 mod proxy_core;
 mod refresh_repair;
 mod reload;
