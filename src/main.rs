@@ -94,20 +94,25 @@ fn tool_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("cannot start the async runtime")
 }
 
+/// Exit 0: usable (warnings printed); 1: refused (every finding printed); 2 is clap's, for usage errors.
 fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    match config::load(path) {
-        Ok(c) => {
+    match config::check(path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("{warning}");
+            }
             println!(
-                "{}: ok ({} listener(s), {} node(s))",
+                "{}: ok ({} listener(s), {} node(s), {} warning(s))",
                 path.display(),
-                c.listeners.len(),
-                c.upstream.nodes.len()
+                loaded.config.listeners.len(),
+                loaded.config.upstream.nodes.len(),
+                loaded.warnings.len()
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{e}");
-            Ok(ExitCode::from(2))
+            eprintln!("{}", e.report());
+            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -4,22 +4,31 @@
 //! the proxy exits with the list; on reload it keeps serving the old value (see `server`).
 
 pub mod cidr;
+mod cross;
+mod expiry;
 pub mod file;
+mod locate;
+mod read;
+mod report;
 pub mod units;
 pub mod validate;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub use cross::EXPIRY_WARNING_DAYS;
+pub use report::{Diagnostic, Severity};
 pub use validate::{Affinity, Config, ConfigError, Forwarding, Limits, Listener, Routing, Runtime};
+
+use locate::KeyPath;
+use report::{Finding, Listing};
 
 /// Why a config file could not be used.
 #[derive(Debug, Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -27,8 +36,8 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid TOML or does not match the schema (unknown key, wrong type).
-    #[error("{path}:{line}:{column}: {message}")]
+    /// The file is not valid TOML; nothing past this point can be read.
+    #[error("{path}:{line}:{column}: error: {message}")]
     Syntax {
         /// The file.
         path: PathBuf,
@@ -36,39 +45,66 @@ pub enum LoadError {
         line: usize,
         /// 1-based column.
         column: usize,
-        /// The parser's message (it names the key and what it expected).
+        /// The parser's message.
         message: String,
     },
-    /// Values that parse but are not acceptable.
-    #[error("{path}: {}", Invalid(.errors))]
+    /// Keys or values that are not acceptable: every one found, each with its place in the file, errors first
+    /// (warnings found at the same time follow them).
+    #[error("{}", Listing { file: path, diagnostics: errors })]
     Invalid {
         /// The file.
         path: PathBuf,
-        /// Every refused value.
-        errors: Vec<ConfigError>,
+        /// Every finding: at least one error.
+        errors: Vec<Diagnostic>,
     },
 }
 
-struct Invalid<'a>(&'a [ConfigError]);
-
-impl fmt::Display for Invalid<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} invalid value(s)", self.0.len())?;
-        for e in self.0 {
-            write!(f, "\n  {e}")?;
+impl LoadError {
+    /// The message with its causes (`cannot read x: No such file or directory`), for a terminal or a log.
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
         }
-        Ok(())
+        text
     }
 }
 
-/// Reads, parses and validates the file at `path`.
+/// A config that can be used, and what the administrator should still look at.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated config.
+    pub config: Config,
+    /// Warnings (certificates expiring soon, refreshing off with the `oslc` preset, ...).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads, parses and validates the file at `path`, logging its warnings (start and reload).
 pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let loaded = check(path)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(loaded.config)
+}
+
+/// Reads, parses and validates the file at `path` and returns its warnings instead of logging them.
+pub fn check(path: &Path) -> Result<Loaded, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    parse(&text, path, base_dir)
+    parse_checked(
+        &text,
+        path,
+        base_dir,
+        &|name| std::env::var(name).ok(),
+        unix_now(),
+    )
 }
 
 /// Parses and validates config text; `path` is only used in error messages. `${VAR}` in refresh exchanges
@@ -84,29 +120,81 @@ pub fn parse_with_env(
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, LoadError> {
-    let file: file::FileConfig = toml::from_str(text).map_err(|e| {
+    parse_checked(text, path, base_dir, env, unix_now()).map(|loaded| loaded.config)
+}
+
+/// The whole pipeline, every finding collected: TOML → file structs (every unknown key and wrong type) →
+/// validated values (every bad value) → checks across keys and against the machine. `now` (Unix seconds)
+/// dates certificate expiry.
+pub fn parse_checked(
+    text: &str,
+    path: &Path,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    now: i64,
+) -> Result<Loaded, LoadError> {
+    if let Err(e) = toml_edit::ImDocument::parse(text) {
         let (line, column) = e
             .span()
-            .map(|span| line_column(text, span.start))
-            .unwrap_or((1, 1));
-        LoadError::Syntax {
+            .map_or((1, 1), |span| locate::line_column(text, span.start));
+        return Err(LoadError::Syntax {
             path: path.to_owned(),
             line,
             column,
-            message: e.message().to_string(),
+            message: e.message().trim_end().to_owned(),
+        });
+    }
+    let read = read::read(text);
+    let mut findings: Vec<(Finding, bool)> = read
+        .problems
+        .iter()
+        .map(|p| {
+            (
+                Finding::error(p.key.to_string(), None, p.message.clone()),
+                p.at_key,
+            )
+        })
+        .collect();
+    let mut config = None;
+    if let Some(file) = &read.file {
+        match validate::validate(file, base_dir, env) {
+            Ok(c) => config = Some(c),
+            Err(errors) => findings.extend(
+                errors
+                    .into_iter()
+                    .filter(|e| !is_placeholder(&read.placeholders, &e.key))
+                    .map(|e| (Finding::error(e.key, Some(e.value), e.message), false)),
+            ),
         }
-    })?;
-    validate::validate(&file, base_dir, env).map_err(|errors| LoadError::Invalid {
-        path: path.to_owned(),
-        errors,
-    })
+        findings.extend(
+            cross::check(file, base_dir, now)
+                .into_iter()
+                .map(|f| (f, false)),
+        );
+    }
+    let diagnostics = report::locate(findings, text, path);
+    match config {
+        Some(config) if diagnostics.iter().all(|d| d.severity == Severity::Warning) => Ok(Loaded {
+            config,
+            warnings: diagnostics,
+        }),
+        _ => Err(LoadError::Invalid {
+            path: path.to_owned(),
+            errors: diagnostics,
+        }),
+    }
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
+/// Whether `key` is (inside) a value the reader made up for a missing key: complaints about it are noise.
+fn is_placeholder(placeholders: &[KeyPath], key: &str) -> bool {
+    let key = KeyPath::parse(key);
+    placeholders.iter().any(|p| key.0.starts_with(&p.0))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]
@@ -128,7 +216,11 @@ url = "http://127.0.0.1:9001"
 
     fn invalid_keys(text: &str) -> Vec<String> {
         match parse_str(text) {
-            Err(LoadError::Invalid { errors, .. }) => errors.into_iter().map(|e| e.key).collect(),
+            Err(LoadError::Invalid { errors, .. }) => errors
+                .into_iter()
+                .filter(|e| e.severity == Severity::Error)
+                .map(|e| e.key)
+                .collect(),
             other => panic!("expected invalid values, got {other:?}"),
         }
     }
@@ -143,12 +235,13 @@ url = "http://127.0.0.1:9001"
     }
 
     #[test]
-    fn unknown_key_is_a_syntax_error_with_its_line() {
+    fn unknown_key_is_reported_with_its_line() {
         let text = format!("{MINIMAL}\n[upstream]\npolcy = \"round_robin\"\n");
         match parse_str(&text) {
-            Err(LoadError::Syntax { line, message, .. }) => {
-                assert!(message.contains("polcy"), "{message}");
-                assert!(line >= 9, "line {line}");
+            Err(LoadError::Invalid { errors, .. }) => {
+                assert_eq!(errors[0].key, "upstream.polcy");
+                assert_eq!((errors[0].line, errors[0].column), (10, 1));
+                assert!(errors[1..].iter().all(|e| e.severity == Severity::Warning));
             }
             other => panic!("{other:?}"),
         }
@@ -234,43 +327,248 @@ max_entries = 0
     #[test]
     fn shipped_config_toml_parses_and_documents_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-        let shipped = load(&path).unwrap_or_else(|e| panic!("{e}"));
-        let defaults = parse_str(MINIMAL).unwrap();
-        // The file states every default; if a default changes, the file must change with it.
-        assert_eq!(
+        let text = std::fs::read_to_string(&path).unwrap();
+        let no_env = |_: &str| None;
+        let shipped =
+            parse_with_env(&text, &path, Path::new("."), &no_env).unwrap_or_else(|e| panic!("{e}"));
+        let defaults =
+            parse_with_env(MINIMAL, Path::new("m.toml"), Path::new("."), &no_env).unwrap();
+        // The file shows every default as a value (examples are commented out); if a default changes, the
+        // file must change with it.
+        let same =
+            |what: &str, a: String, b: String| assert_eq!(a, b, "config.toml differs on {what}");
+        same(
+            "[runtime]",
+            format!("{:?}", shipped.runtime),
+            format!("{:?}", defaults.runtime),
+        );
+        same(
+            "[limits]",
             format!("{:?}", shipped.limits),
-            format!("{:?}", defaults.limits)
+            format!("{:?}", defaults.limits),
         );
-        assert_eq!(
+        same(
+            "[forwarding]",
+            format!("{:?}", shipped.forwarding),
+            format!("{:?}", defaults.forwarding),
+        );
+        same(
+            "[health]",
             format!("{:?}", shipped.health),
-            format!("{:?}", {
-                let mut h = defaults.health.clone().unwrap();
-                h.path = "/cqweb/health".into();
-                Some(h)
-            })
+            format!("{:?}", defaults.health),
         );
-        assert_eq!(shipped.upstream.policy, defaults.upstream.policy);
-        assert_eq!(
-            shipped.upstream.connect_timeout,
-            defaults.upstream.connect_timeout
+        same(
+            "[refresh]",
+            format!("{:?}", shipped.refresh),
+            format!("{:?}", defaults.refresh),
         );
-        assert_eq!(
-            shipped.runtime.drain_timeout,
-            defaults.runtime.drain_timeout
+        same(
+            "[repair]",
+            format!("{:?}", shipped.repair),
+            format!("{:?}", defaults.repair),
+        );
+        same(
+            "[affinity]",
+            format!("{:?}", shipped.affinity),
+            format!("{:?}", defaults.affinity),
+        );
+        same(
+            "[admin]",
+            format!("{:?}", shipped.admin),
+            format!("{:?}", defaults.admin),
+        );
+        same(
+            "[routing]",
+            format!(
+                "{:?}",
+                (
+                    shipped.routing.token_aware,
+                    shipped.routing.session_affinity
+                )
+            ),
+            format!(
+                "{:?}",
+                (
+                    defaults.routing.token_aware,
+                    defaults.routing.session_affinity
+                )
+            ),
+        );
+        assert_eq!(shipped.routing.rules, defaults.routing.rules);
+        let (s, d) = (&shipped.upstream, &defaults.upstream);
+        same(
+            "[upstream]",
+            format!(
+                "{:?}",
+                (
+                    s.policy,
+                    s.connect_timeout,
+                    s.pool_idle_timeout,
+                    s.pool_max_idle_per_node
+                )
+            ),
+            format!(
+                "{:?}",
+                (
+                    d.policy,
+                    d.connect_timeout,
+                    d.pool_idle_timeout,
+                    d.pool_max_idle_per_node
+                )
+            ),
+        );
+        assert_eq!(s.nodes[0].weight, d.nodes[0].weight);
+        let (s, d) = (&shipped.listeners[0], &defaults.listeners[0]);
+        same(
+            "[[listener]]",
+            format!("{:?}", (&s.name, s.max_connections)),
+            format!("{:?}", (&d.name, d.max_connections)),
         );
         assert_eq!(shipped.upstream.nodes.len(), 3);
-        assert_eq!(shipped.routing.rules, defaults.routing.rules);
-        assert_eq!(shipped.routing.token_aware, defaults.routing.token_aware);
-        assert_eq!(shipped.affinity.max_entries, defaults.affinity.max_entries);
+    }
+
+    fn findings(text: &str) -> Vec<Diagnostic> {
+        match parse_checked(text, Path::new("t.toml"), Path::new("."), &|_| None, 0) {
+            Ok(loaded) => loaded.warnings,
+            Err(LoadError::Invalid { errors, .. }) => errors,
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    fn find<'a>(all: &'a [Diagnostic], key: &str) -> &'a Diagnostic {
+        all.iter()
+            .find(|d| d.key == key)
+            .unwrap_or_else(|| panic!("no finding for {key} in {all:#?}"))
+    }
+
+    #[test]
+    fn type_errors_and_value_errors_come_together_each_with_its_line() {
+        let text =
+            "[upstream]\nconnect_timeout = 30\npolcy = 1\n[[listener]]\naddress = \"localhost\"\n\
+                    [[upstream.node]]\nname = \"a\"\nurl = \"ftp://x\"\n";
+        let all = findings(text);
+        let timeout = find(&all, "upstream.connect_timeout");
+        assert_eq!((timeout.line, timeout.column), (2, 19));
         assert_eq!(
-            shipped.affinity.sweep_interval,
-            defaults.affinity.sweep_interval
+            timeout.to_string(),
+            "t.toml:2:19: error: upstream.connect_timeout: expected a duration like \"2s\", found the number 30"
+        );
+        assert_eq!(find(&all, "upstream.polcy").line, 3);
+        assert_eq!(find(&all, "listener[0].address").line, 5);
+        let url = find(&all, "upstream.node[0].url");
+        assert_eq!((url.line, url.column), (8, 7));
+        assert!(
+            url.to_string()
+                .contains("upstream.node[0].url = \"ftp://x\": scheme"),
+            "{url}"
         );
     }
 
     #[test]
-    fn line_column_counts_from_one() {
-        assert_eq!(line_column("ab\ncd", 0), (1, 1));
-        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    fn a_missing_required_key_is_one_error_not_a_cascade() {
+        let all =
+            findings("[[listener]]\naddress = \"127.0.0.1:0\"\n[[upstream.node]]\nname = \"a\"\n");
+        let errors: Vec<_> = all
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].key, "upstream.node[0].url");
+        assert_eq!(errors[0].line, 3);
+    }
+
+    #[test]
+    fn the_admin_api_on_a_listener_s_address_is_refused() {
+        let text = MINIMAL.replace("127.0.0.1:0", "0.0.0.0:8080")
+            + "[admin]\naddress = \"127.0.0.1:8080\"\n";
+        let d = find(&findings(&text), "admin.address").clone();
+        assert_eq!((d.severity, d.line), (Severity::Error, 9));
+    }
+
+    #[test]
+    fn two_listeners_with_one_name_are_refused() {
+        let text =
+            format!("{MINIMAL}[[listener]]\nname = \"listener0\"\naddress = \"127.0.0.1:0\"\n");
+        let d = find(&findings(&text), "listener[1].name").clone();
+        assert_eq!((d.severity, d.line), (Severity::Error, 9));
+    }
+
+    #[test]
+    fn two_nodes_with_one_name_are_refused() {
+        let text =
+            format!("{MINIMAL}[[upstream.node]]\nname = \"a\"\nurl = \"http://127.0.0.1:9002\"\n");
+        assert_eq!(find(&findings(&text), "upstream.node[1].name").line, 9);
+    }
+
+    #[test]
+    fn a_snapshot_in_a_missing_directory_is_refused() {
+        let text = format!("{MINIMAL}[affinity]\nsnapshot_path = \"no/such/dir/table.snapshot\"\n");
+        let d = find(&findings(&text), "affinity.snapshot_path").clone();
+        assert!(d.message.contains("does not exist"), "{d}");
+        let fine = format!("{MINIMAL}[affinity]\nsnapshot_path = \"table.snapshot\"\n");
+        assert!(findings(&fine)
+            .iter()
+            .all(|d| d.key != "affinity.snapshot_path"));
+    }
+
+    #[test]
+    fn status_codes_outside_the_http_range_are_refused() {
+        let text = format!(
+            "{MINIMAL}[health]\nexpect_status = 999\n[[refresh.exchange]]\npath = \"/login\"\nexpect_status = [200, 42]\n"
+        );
+        let all = findings(&text);
+        assert_eq!(find(&all, "health.expect_status").line, 9);
+        assert_eq!(find(&all, "refresh.exchange[0].expect_status[1]").line, 12);
+    }
+
+    #[test]
+    fn refreshing_off_with_the_oslc_preset_is_a_warning() {
+        let d = find(&findings(MINIMAL), "refresh.exchange").clone();
+        assert_eq!(d.severity, Severity::Warning);
+        let oauth2 = format!("{MINIMAL}[routing]\npresets = [\"oauth2\"]\n");
+        assert!(findings(&oauth2).is_empty());
+    }
+
+    #[test]
+    fn listener_certificates_are_dated_expired_is_an_error_soon_a_warning() {
+        let dir = std::env::temp_dir().join(format!("tokenroute-expiry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["lbcq".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2030, 1, 2);
+        std::fs::write(dir.join("c.pem"), params.self_signed(&key).unwrap().pem()).unwrap();
+        std::fs::write(dir.join("c.key"), key.serialize_pem()).unwrap();
+        let text = MINIMAL.replace(
+            "address = \"127.0.0.1:0\"",
+            "address = \"127.0.0.1:0\"\n[[listener.tls.certificate]]\ncert = \"c.pem\"\nkey = \"c.key\"",
+        );
+        let at = |now: i64| {
+            let r = parse_checked(&text, Path::new("t.toml"), &dir, &|_| None, now);
+            let all = match r {
+                Ok(l) => l.warnings,
+                Err(LoadError::Invalid { errors, .. }) => errors,
+                Err(e) => panic!("{e}"),
+            };
+            all.into_iter()
+                .find(|d| d.key == "listener[0].tls.certificate[0].cert")
+                .map(|d| (d.severity, d.line))
+        };
+        let not_after = 1_893_542_400;
+        assert_eq!(at(not_after + 1), Some((Severity::Error, 5)));
+        assert_eq!(at(not_after - 10 * 86_400), Some((Severity::Warning, 5)));
+        assert_eq!(at(not_after - 60 * 86_400), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_file_names_its_cause_once() {
+        let err = load(Path::new("/nonexistent/tokenroute.toml")).unwrap_err();
+        let report = err.report();
+        assert_eq!(report.matches("No such file").count(), 1, "{report}");
+        assert!(
+            report.starts_with("cannot read /nonexistent/tokenroute.toml: "),
+            "{report}"
+        );
     }
 }

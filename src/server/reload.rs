@@ -18,8 +18,8 @@ pub fn reload_from_file(proxy: &Proxy, path: &Path) -> Result<ReloadReport, Load
             Ok(report)
         }
         Err(e) => {
-            tracing::error!(error = %e, "config reload refused; the running config keeps serving");
-            proxy.reload_failed(&e.to_string());
+            tracing::error!(error = %e.report(), "config reload refused; the running config keeps serving");
+            proxy.reload_failed(&e.report());
             Err(e)
         }
     }
