@@ -6,6 +6,7 @@
 //! key live beside the generation, not in it: they outlive reloads.
 
 pub mod body;
+pub mod edge;
 pub mod error;
 pub mod headers;
 pub mod route;
@@ -503,8 +504,7 @@ impl Proxy {
         if parts.method == Method::CONNECT {
             return Err(ProxyError::BadTarget);
         }
-        let host =
-            headers::request_host(&parts.headers, parts.uri.authority().map(|a| a.as_str()))?;
+        let host = edge::check_request(&parts, &config.limits)?;
         headers::strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(http::header::HOST, host.clone());
         let client = ClientSide {
@@ -516,12 +516,12 @@ impl Proxy {
                 .any(|c| c.contains(connection.peer.ip())),
             tls: connection.tls,
         };
-        headers::set_forwarding(
-            &mut parts.headers,
-            client,
-            &host,
-            config.forwarding.websphere_private_headers,
-        );
+        headers::set_forwarding(&mut parts.headers, client, &host, &config.forwarding);
+        edge::check_sent(
+            &parts.headers,
+            !http_body::Body::is_end_stream(&body),
+            &config.limits,
+        )?;
         // A request with no body (most GETs) needs no idle timer.
         let mut body = if http_body::Body::is_end_stream(&body) {
             body
@@ -1116,6 +1116,10 @@ async fn forward(
                         })
                     }
                 }
+            }
+            // The client's body stalled or broke while streaming to the node: not the node's fault.
+            Ok(Err(source)) if error::client_body_cause(&source).is_some() => {
+                return Err(ProxyError::ClientBodyInFlight(source))
             }
             Ok(Err(source)) => {
                 return Err(ProxyError::Upstream {
