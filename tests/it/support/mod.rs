@@ -1,6 +1,7 @@
 //! Test builders: origin servers, a proxy on 127.0.0.1:0, raw and hyper clients, throwaway certificates.
 
 pub mod flow;
+pub mod recording;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
