@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::{AdminBackend, AdminError, BoxFuture};
+use crate::config::LoadError;
 use crate::proxy::Proxy;
 use crate::server::reload::reload_from_file;
 
@@ -44,15 +45,22 @@ impl AdminBackend for ProxyAdmin {
         self.proxy.render_metrics()
     }
 
-    fn reload(&self) -> BoxFuture<Result<serde_json::Value, String>> {
+    fn reload(&self) -> BoxFuture<Result<serde_json::Value, AdminError>> {
         let proxy = self.proxy.clone();
         let path = self.config_path.clone();
         Box::pin(async move {
-            let path = path.ok_or("this proxy was not started from a config file")?;
+            let path = path.ok_or_else(|| {
+                AdminError::Failed("this proxy was not started from a config file".to_owned())
+            })?;
             let report = tokio::task::spawn_blocking(move || reload_from_file(&proxy, &path))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| AdminError::Failed(e.to_string()))?
+                .map_err(|e| match e {
+                    LoadError::Read { .. } => AdminError::Failed(e.to_string()),
+                    LoadError::Syntax { .. } | LoadError::Invalid { .. } => {
+                        AdminError::InvalidConfig(e.to_string())
+                    }
+                })?;
             Ok(json!(report))
         })
     }

@@ -65,7 +65,7 @@ async fn the_admin_api_reports_and_controls_a_running_proxy() {
         on_disk.replacen("127.0.0.1:0", &proxy.addr.to_string(), 1),
     )
     .unwrap();
-    let admin = admin_for(&proxy, Some(path)).await;
+    let admin = admin_for(&proxy, Some(path.clone())).await;
 
     eventually(
         "ready after the first health round",
@@ -145,6 +145,18 @@ async fn the_admin_api_reports_and_controls_a_running_proxy() {
     );
     let (status, body) = call("POST", &format!("{admin}/reload"), "").await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(proxy.proxy.reload_status().version, 2);
+
+    // An invalid file is the caller's to fix: 422 with every error by key; the running config stays.
+    let valid = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        valid.replacen("[[upstream.node]]", "[[upstream.node]]\nweight = 257", 1),
+    )
+    .unwrap();
+    let (status, body) = call("POST", &format!("{admin}/reload"), "").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("upstream.node[0].weight = 257"), "{body}");
     assert_eq!(proxy.proxy.reload_status().version, 2);
 
     proxy.shutdown().await;
