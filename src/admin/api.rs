@@ -162,7 +162,7 @@ impl State {
             Endpoint::Status => json_response(StatusCode::OK, &backend.status()),
             Endpoint::Metrics => response(StatusCode::OK, METRICS_CONTENT_TYPE, backend.metrics()),
             Endpoint::Reload => {
-                let answer = backend.reload().await.map_err(AdminError::Failed)?;
+                let answer = backend.reload().await?;
                 json_response(StatusCode::OK, &answer)
             }
             Endpoint::Refresh(name) => {

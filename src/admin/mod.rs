@@ -34,9 +34,9 @@ pub trait AdminBackend: Send + Sync + 'static {
     fn status(&self) -> serde_json::Value;
     /// The `/metrics` exposition, in the Prometheus text format 0.0.4.
     fn metrics(&self) -> String;
-    /// Re-reads and applies the configuration file. `Err` carries the validation errors (key paths and
-    /// values, never secrets); the old configuration keeps serving.
-    fn reload(&self) -> BoxFuture<Result<serde_json::Value, String>>;
+    /// Re-reads and applies the configuration file. An invalid file is [`AdminError::InvalidConfig`] with the
+    /// validation errors (key paths and values, never secrets); the old configuration keeps serving.
+    fn reload(&self) -> BoxFuture<Result<serde_json::Value, AdminError>>;
     /// Runs the refresh exchange on the node called `name` now.
     fn refresh_node(&self, name: &str) -> BoxFuture<Result<serde_json::Value, AdminError>>;
     /// Stops (`true`) or resumes (`false`) sending new requests to the node called `name`.
@@ -54,6 +54,9 @@ pub enum AdminError {
     /// No node has this name in the configuration in force.
     #[error("no node is called {0:?}")]
     UnknownNode(String),
+    /// The configuration file does not parse or validate; the message lists every error.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// The operation was attempted and failed; the message is for the operator.
     #[error("{0}")]
     Failed(String),
@@ -64,6 +67,8 @@ impl AdminError {
     pub fn status(&self) -> StatusCode {
         match self {
             AdminError::UnknownNode(_) => StatusCode::NOT_FOUND,
+            // The request was understood; the file it asks to apply is not acceptable.
+            AdminError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

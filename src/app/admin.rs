@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::admin::{AdminBackend, AdminError, BoxFuture};
 use crate::affinity::{self, unix_now, NodeId};
+use crate::config::LoadError;
 use crate::metrics::{MetricsView, NodeView};
 use crate::oauth::Specificity;
 use crate::proxy::Proxy;
@@ -117,15 +118,23 @@ impl AdminBackend for ProxyAdmin {
         })
     }
 
-    fn reload(&self) -> BoxFuture<Result<serde_json::Value, String>> {
+    fn reload(&self) -> BoxFuture<Result<serde_json::Value, AdminError>> {
         let proxy = self.proxy.clone();
         let path = self.config_path.clone();
         Box::pin(async move {
-            let path = path.ok_or("this proxy was not started from a config file")?;
+            let path = path.ok_or_else(|| {
+                AdminError::Failed("this proxy was not started from a config file".to_owned())
+            })?;
             let report = tokio::task::spawn_blocking(move || reload_from_file(&proxy, &path))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| AdminError::Failed(e.to_string()))?
+                .map_err(|e| match e {
+                    // The file could not be read: the server's problem, not the caller's input.
+                    LoadError::Read { .. } => AdminError::Failed(e.report()),
+                    LoadError::Syntax { .. } | LoadError::Invalid { .. } => {
+                        AdminError::InvalidConfig(e.report())
+                    }
+                })?;
             Ok(json!(report))
         })
     }

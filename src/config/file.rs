@@ -122,9 +122,12 @@ pub struct LimitsFile {
     /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list).
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: String,
-    /// Most header fields in one request.
+    /// Most header fields in one request, counted as the node receives it (with the fields the proxy adds).
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
+    /// Longest request target (the URI in the request line, or HTTP/2 `:path`); longer gets 414.
+    #[serde(default = "default_max_request_target")]
+    pub max_request_target: String,
     /// Longest pause between two chunks of a body, in either direction.
     #[serde(default = "default_body_idle_timeout")]
     pub body_idle_timeout: String,
@@ -139,6 +142,7 @@ impl Default for LimitsFile {
             header_read_timeout: default_header_read_timeout(),
             max_header_bytes: default_max_header_bytes(),
             max_headers: default_max_headers(),
+            max_request_target: default_max_request_target(),
             body_idle_timeout: default_body_idle_timeout(),
             response_header_timeout: default_response_header_timeout(),
         }
@@ -154,6 +158,9 @@ fn default_max_header_bytes() -> String {
 fn default_max_headers() -> usize {
     100
 }
+fn default_max_request_target() -> String {
+    "8KiB".into()
+}
 fn default_body_idle_timeout() -> String {
     "30s".into()
 }
@@ -162,15 +169,43 @@ fn default_response_header_timeout() -> String {
 }
 
 /// `[forwarding]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardingFile {
-    /// CIDRs whose `X-Forwarded-*` headers are kept and extended instead of replaced.
+    /// CIDRs whose forwarding headers are kept and extended instead of replaced.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// Send WebSphere's private `$WSSC` / `$WSIS` headers with the public scheme.
     #[serde(default)]
     pub websphere_private_headers: bool,
+    /// Send an RFC 7239 `Forwarded` element for this hop (a client's own is removed either way).
+    #[serde(default)]
+    pub forwarded: bool,
+    /// More header names that carry a client address, removed from untrusted peers' requests.
+    #[serde(default = "default_strip_from_untrusted")]
+    pub strip_from_untrusted: Vec<String>,
+}
+
+impl Default for ForwardingFile {
+    fn default() -> Self {
+        ForwardingFile {
+            trusted_proxies: Vec::new(),
+            websphere_private_headers: false,
+            forwarded: false,
+            strip_from_untrusted: default_strip_from_untrusted(),
+        }
+    }
+}
+
+fn default_strip_from_untrusted() -> Vec<String> {
+    [
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "x-cluster-client-ip",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// `[upstream]`

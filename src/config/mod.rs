@@ -253,6 +253,10 @@ url = "http://127.0.0.1:9001"
 [limits]
 header_read_timeout = "ten seconds"
 max_header_bytes = "1KiB"
+max_request_target = "100"
+
+[forwarding]
+strip_from_untrusted = ["x real ip"]
 
 [upstream]
 policy = "random"
@@ -265,6 +269,11 @@ url = "ftp://x"
 name = "a"
 url = "http://127.0.0.1:1/path"
 weight = 0
+
+[[upstream.node]]
+name = "c"
+url = "http://127.0.0.1:2"
+weight = 257
 
 [health]
 rise = 0
@@ -294,6 +303,9 @@ max_entries = 0
             "upstream.node[1].name",
             "upstream.node[1].url",
             "upstream.node[1].weight",
+            "upstream.node[2].weight",
+            "limits.max_request_target",
+            "forwarding.strip_from_untrusted[0]",
             "health.rise",
             "routing.presets[0]",
             "routing.max_body",
@@ -315,6 +327,21 @@ max_entries = 0
         assert!(
             err.contains("upstream.node[0].url = \"gopher://x\""),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_weight_over_256_is_refused_not_clamped() {
+        let text = MINIMAL.replace("name = \"a\"", "name = \"a\"\nweight = 257");
+        let err = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("upstream.node[0].weight = 257: must be between 1 and 256"),
+            "{err}"
+        );
+        let text = MINIMAL.replace("name = \"a\"", "name = \"a\"\nweight = 256");
+        assert_eq!(
+            parse_str(&text).unwrap().upstream.nodes[0].weight.get(),
+            256
         );
     }
 

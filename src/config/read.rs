@@ -167,6 +167,7 @@ const UNIT_KEYS: &[(&str, Unit)] = &[
     ("limits.body_idle_timeout", Unit::Duration),
     ("limits.response_header_timeout", Unit::Duration),
     ("limits.max_header_bytes", Unit::Size),
+    ("limits.max_request_target", Unit::Size),
     ("upstream.connect_timeout", Unit::Duration),
     ("upstream.pool_idle_timeout", Unit::Duration),
     ("health.interval", Unit::Duration),

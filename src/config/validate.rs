@@ -128,8 +128,10 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Largest request head in bytes.
     pub max_header_bytes: usize,
-    /// Most header fields.
+    /// Most header fields, counted as sent to the node.
     pub max_headers: usize,
+    /// Longest request target in bytes.
+    pub max_request_target: usize,
     /// Longest pause inside a body.
     pub body_idle_timeout: Duration,
     /// Longest wait for a node's response head.
@@ -139,10 +141,14 @@ pub struct Limits {
 /// `[forwarding]`, validated.
 #[derive(Debug, Clone)]
 pub struct Forwarding {
-    /// Peers whose `X-Forwarded-*` headers are kept.
+    /// Peers whose forwarding headers are kept.
     pub trusted_proxies: Vec<Cidr>,
     /// Send `$WSSC` / `$WSIS`.
     pub websphere_private_headers: bool,
+    /// Send an RFC 7239 `Forwarded` element for this hop.
+    pub forwarded: bool,
+    /// Further names removed from untrusted peers' requests: lower case, `_` read as `-`.
+    pub strip_from_untrusted: Vec<String>,
 }
 
 /// The listener's certificate entries as the TLS layer reads them.
@@ -232,6 +238,25 @@ pub fn validate(
             })
             .collect(),
         websphere_private_headers: file.forwarding.websphere_private_headers,
+        forwarded: file.forwarding.forwarded,
+        strip_from_untrusted: file
+            .forwarding
+            .strip_from_untrusted
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let normal = name.to_ascii_lowercase().replace('_', "-");
+                if http::HeaderName::from_bytes(normal.as_bytes()).is_err() {
+                    errors.push(
+                        format!("forwarding.strip_from_untrusted[{i}]"),
+                        format!("{name:?}"),
+                        "not a header name",
+                    );
+                    return None;
+                }
+                Some(normal)
+            })
+            .collect(),
     };
     let upstream = upstream(&file.upstream, base_dir, &mut errors);
     let health = health(&file.health, &mut errors);
@@ -340,11 +365,23 @@ fn limits(file: &LimitsFile, errors: &mut Errors) -> Limits {
     if file.max_headers == 0 {
         errors.push("limits.max_headers", 0, "must be at least 1");
     }
+    let max_request_target = errors.size("limits.max_request_target", &file.max_request_target);
+    // Below 1 KiB ordinary OAuth redirects (a callback URL, a token, a verifier) no longer fit; the HTTP/1.1
+    // request line must also fit the head buffer.
+    if max_request_target != 0 && !(1024..=max_header_bytes.max(1024)).contains(&max_request_target)
+    {
+        errors.push(
+            "limits.max_request_target",
+            format!("{:?}", file.max_request_target),
+            "must be between 1KiB and limits.max_header_bytes",
+        );
+    }
     Limits {
         header_read_timeout: errors
             .positive_duration("limits.header_read_timeout", &file.header_read_timeout),
         max_header_bytes: max_header_bytes as usize,
         max_headers: file.max_headers,
+        max_request_target: max_request_target as usize,
         body_idle_timeout: errors
             .positive_duration("limits.body_idle_timeout", &file.body_idle_timeout),
         response_header_timeout: errors.positive_duration(
@@ -436,10 +473,19 @@ fn node(file: &NodeFile, key: &str, errors: &mut Errors) -> Option<NodeSpec> {
             "use letters, digits, '-', '_' or '.'",
         );
     }
-    let weight = NonZeroU32::new(file.weight).or_else(|| {
-        errors.push(format!("{key}.weight"), 0, "must be at least 1");
-        None
-    });
+    let weight = NonZeroU32::new(file.weight)
+        .filter(|w| w.get() <= crate::upstream::balance::MAX_WEIGHT)
+        .or_else(|| {
+            errors.push(
+                format!("{key}.weight"),
+                file.weight,
+                format!(
+                    "must be between 1 and {}",
+                    crate::upstream::balance::MAX_WEIGHT
+                ),
+            );
+            None
+        });
     let uri: http::Uri = match file.url.parse() {
         Ok(u) => u,
         Err(_) => {

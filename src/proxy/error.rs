@@ -33,6 +33,32 @@ pub(super) enum ProxyError {
     /// A request target that cannot be forwarded (e.g. authority-form outside CONNECT).
     #[error("request target cannot be forwarded")]
     BadTarget,
+    /// A `Host` (or absolute-form authority) that is not `host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2):
+    /// whitespace, userinfo, characters outside the grammar.
+    #[error("invalid Host header or target authority")]
+    InvalidHost,
+    /// The request target is longer than `limits.max_request_target`.
+    #[error("request target longer than {limit} bytes")]
+    TargetTooLong {
+        /// The cap.
+        limit: usize,
+    },
+    /// A transfer coding other than `chunked` (RFC 9112 §6.1): the proxy would have to decode it to frame
+    /// the message and must not forward it rewritten.
+    #[error("transfer coding not implemented")]
+    UnsupportedTransferCoding,
+    /// Framing the proxy will not guess at: `Transfer-Encoding` with `Content-Length`, in HTTP/1.0, or
+    /// `chunked` applied twice (RFC 9112 §6.1, §6.3).
+    #[error("ambiguous or invalid message framing")]
+    InvalidFraming,
+    /// The request, with the fields the proxy adds, would reach the node with more than `limits.max_headers`.
+    #[error("{sent} header fields would be sent to the node; the limit is {limit}")]
+    TooManyHeaders {
+        /// Fields that would have been sent.
+        sent: usize,
+        /// The cap.
+        limit: usize,
+    },
     /// The request body exceeded the buffering cap.
     #[error("request body exceeds {limit} bytes")]
     BodyTooLarge {
@@ -42,6 +68,10 @@ pub(super) enum ProxyError {
     /// The client's body failed or stalled.
     #[error("reading the request body failed")]
     ClientBody(#[source] BodyError),
+    /// The client's request body failed (stalled or broke) while it was being streamed to a node: the
+    /// client's fault, never the node's. 408 when it stalled, 400 otherwise.
+    #[error("the request body failed while it was being forwarded")]
+    ClientBodyInFlight(#[source] hyper_util::client::legacy::Error),
     /// Every node that could serve the request is down.
     #[error("no healthy node")]
     NoHealthyNode,
@@ -86,12 +116,21 @@ impl ProxyError {
     /// The status the client receives.
     pub(super) fn status(&self) -> StatusCode {
         match self {
-            ProxyError::MissingHost | ProxyError::DuplicateHost | ProxyError::BadTarget => {
-                StatusCode::BAD_REQUEST
-            }
+            ProxyError::MissingHost
+            | ProxyError::DuplicateHost
+            | ProxyError::BadTarget
+            | ProxyError::InvalidHost
+            | ProxyError::InvalidFraming => StatusCode::BAD_REQUEST,
+            ProxyError::TargetTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ProxyError::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(BodyError::IdleTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyInFlight(source) if stalled(source) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
+            ProxyError::ClientBodyInFlight(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoHealthyNode => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
@@ -106,8 +145,14 @@ impl ProxyError {
             ProxyError::MissingHost
             | ProxyError::DuplicateHost
             | ProxyError::BadTarget
+            | ProxyError::InvalidHost
+            | ProxyError::InvalidFraming
+            | ProxyError::TargetTooLong { .. }
+            | ProxyError::UnsupportedTransferCoding
+            | ProxyError::TooManyHeaders { .. }
             | ProxyError::BodyTooLarge { .. }
-            | ProxyError::ClientBody(_) => Side::Client,
+            | ProxyError::ClientBody(_)
+            | ProxyError::ClientBodyInFlight(_) => Side::Client,
             _ => Side::Upstream,
         }
     }
@@ -118,8 +163,15 @@ impl ProxyError {
             ProxyError::MissingHost => "missing Host header",
             ProxyError::DuplicateHost => "more than one Host header",
             ProxyError::BadTarget => "request target not supported",
+            ProxyError::InvalidHost => "invalid Host header",
+            ProxyError::InvalidFraming => "invalid message framing",
+            ProxyError::TargetTooLong { .. } => "request target too long",
+            ProxyError::UnsupportedTransferCoding => "transfer coding not implemented",
+            ProxyError::TooManyHeaders { .. } => "too many header fields",
             ProxyError::BodyTooLarge { .. } => "request body too large",
-            ProxyError::ClientBody(_) => "request body could not be read",
+            ProxyError::ClientBody(_) | ProxyError::ClientBodyInFlight(_) => {
+                "request body could not be read"
+            }
             ProxyError::NoHealthyNode => "no healthy backend node",
             ProxyError::Connect { .. }
             | ProxyError::Upstream { .. }
@@ -149,12 +201,39 @@ impl ProxyError {
                 .boxed(),
         );
         *response.status_mut() = status;
+        if self.side() == Side::Client {
+            // A refused request may have left body bytes unread or framing in doubt: never read the next
+            // request from the same connection (hyper closes it after this response).
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         response
     }
+}
+
+/// Whether an error's cause chain holds a body error (only the request body the proxy hands the client can
+/// produce one: a failure reading the client, not the node).
+pub(super) fn client_body_cause<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a BodyError> {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(body) = cause.downcast_ref::<BodyError>() {
+            return Some(body);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(client_body_cause(error), Some(BodyError::IdleTimeout(_)))
 }
 
 #[cfg(test)]
@@ -172,6 +251,15 @@ mod tests {
                 408,
                 Side::Client,
             ),
+            (ProxyError::InvalidHost, 400, Side::Client),
+            (ProxyError::InvalidFraming, 400, Side::Client),
+            (ProxyError::TargetTooLong { limit: 1 }, 414, Side::Client),
+            (ProxyError::UnsupportedTransferCoding, 501, Side::Client),
+            (
+                ProxyError::TooManyHeaders { sent: 2, limit: 1 },
+                431,
+                Side::Client,
+            ),
             (ProxyError::NoHealthyNode, 503, Side::Upstream),
             (
                 ProxyError::UpstreamTimeout {
@@ -186,6 +274,14 @@ mod tests {
             assert_eq!(error.status().as_u16(), status, "{error}");
             assert_eq!(error.side(), side, "{error}");
         }
+    }
+
+    #[test]
+    fn a_refused_request_closes_its_connection_and_a_node_failure_does_not() {
+        let refused = ProxyError::UnsupportedTransferCoding.into_response();
+        assert_eq!(refused.headers().get("connection").unwrap(), "close");
+        let failed = ProxyError::NoHealthyNode.into_response();
+        assert!(failed.headers().get("connection").is_none());
     }
 
     #[test]

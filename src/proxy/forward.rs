@@ -100,6 +100,10 @@ pub(super) async fn forward(
                     }
                 }
             }
+            // The client's body stalled or broke while streaming to the node: not the node's fault.
+            Ok(Err(source)) if super::error::client_body_cause(&source).is_some() => {
+                return Err(ProxyError::ClientBodyInFlight(source))
+            }
             Ok(Err(source)) => {
                 return Err(ProxyError::Upstream {
                     node: node.spec.name.clone(),

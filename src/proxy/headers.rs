@@ -1,12 +1,15 @@
-//! Header hygiene: the `Host` check, hop-by-hop removal on both legs, and `X-Forwarded-*`.
+//! Header hygiene: the `Host` rules, framing checks, hop-by-hop removal on both legs, and forwarding headers
+//! (`X-Forwarded-*`, `Forwarded`, client-address headers and their `_` look-alikes, WebSphere's `$WS*`).
 //!
 //! Everything here is pure over a `HeaderMap`, so each rule has a table-driven test.
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
 
 use super::error::ProxyError;
+use crate::config::Forwarding;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1 and common practice), as parsed
 /// names so removal does not re-parse them on every request.
@@ -30,19 +33,129 @@ static WS_SCHEME: HeaderName = HeaderName::from_static("$wssc");
 /// WebSphere's private header saying whether the public connection is secure.
 static WS_IS_SECURE: HeaderName = HeaderName::from_static("$wsis");
 
-/// The request's `Host`: exactly one `Host` header, or for HTTP/2 the `:authority` when there is none.
+/// The `Host` the node will see.
+///
+/// With an authority in the request target (HTTP/1.1 absolute-form, or HTTP/2 `:authority`) the node sees
+/// that authority (RFC 9112 §3.2.2, RFC 9113 §8.3.1); otherwise the client's one `Host` field, byte for byte
+/// (OAuth 1 signatures cover it). An HTTP/1.1 request needs exactly one `Host` either way, and every host must
+/// be a valid `uri-host [":" port]` (RFC 9112 §3.2: 400 otherwise).
 pub(super) fn request_host(
     headers: &HeaderMap,
+    version: Version,
     authority: Option<&str>,
 ) -> Result<HeaderValue, ProxyError> {
     let mut hosts = headers.get_all(header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => Err(ProxyError::DuplicateHost),
-        (Some(host), None) if !host.is_empty() => Ok(host.clone()),
-        (Some(_), None) => Err(ProxyError::MissingHost),
-        (None, _) => authority
-            .and_then(|a| HeaderValue::from_str(a).ok())
-            .ok_or(ProxyError::MissingHost),
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(ProxyError::DuplicateHost),
+        (Some(host), None) if host.is_empty() => return Err(ProxyError::MissingHost),
+        (Some(host), None) if !valid_host(host.as_bytes()) => return Err(ProxyError::InvalidHost),
+        (host, _) => host,
+    };
+    match (authority, host) {
+        (Some(authority), _) if !valid_host(authority.as_bytes()) => Err(ProxyError::InvalidHost),
+        (Some(_), None) if version == Version::HTTP_11 => Err(ProxyError::MissingHost),
+        (Some(authority), _) => {
+            HeaderValue::from_str(authority).map_err(|_| ProxyError::InvalidHost)
+        }
+        (None, Some(host)) => Ok(host.clone()),
+        (None, None) => Err(ProxyError::MissingHost),
+    }
+}
+
+/// Whether `value` is `uri-host [":" port]` (RFC 3986 §3.2.2-3.2.3): a bracketed IP literal or a reg-name
+/// (unreserved, percent-encoded or sub-delims characters, which covers IPv4), then an optional decimal port.
+/// Whitespace, userinfo (`@`), a path, a quote or a control character make it invalid.
+pub(super) fn valid_host(value: &[u8]) -> bool {
+    let (host_ok, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let port = match &rest[end + 1..] {
+            [] => None,
+            [b':', port @ ..] => Some(port),
+            _ => return false,
+        };
+        (ip_literal(&rest[..end]), port)
+    } else {
+        let (host, port) = match value.iter().rposition(|&b| b == b':') {
+            Some(i) => (&value[..i], Some(&value[i + 1..])),
+            None => (value, None),
+        };
+        (!host.is_empty() && reg_name(host), port)
+    };
+    // `port = *DIGIT`; more than five digits cannot be a port.
+    host_ok && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
+}
+
+fn sub_delim_or_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+}
+
+fn reg_name(host: &[u8]) -> bool {
+    let mut i = 0;
+    while i < host.len() {
+        match host[i] {
+            b'%' => {
+                if !host
+                    .get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                {
+                    return false;
+                }
+                i += 3;
+            }
+            b if sub_delim_or_unreserved(b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// `IPv6address / IPvFuture` inside the brackets (no zone identifier: RFC 6874 allows none in `Host`).
+fn ip_literal(literal: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = literal {
+        let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (version, tail) = (&rest[..dot], &rest[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !tail.is_empty()
+            && tail
+                .iter()
+                .all(|&b| b == b':' || sub_delim_or_unreserved(b));
+    }
+    std::str::from_utf8(literal).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// The request's framing, as far as hyper leaves it to the proxy: only `chunked` is implemented, so any other
+/// transfer coding is refused with 501 rather than forwarded re-framed without it (RFC 9112 §6.1); `chunked`
+/// twice, a transfer coding in HTTP/1.0, or `Transfer-Encoding` with `Content-Length` are framing faults
+/// (RFC 9112 §6.1, §6.3: 400), refused instead of guessed at.
+pub(super) fn check_framing(headers: &HeaderMap, version: Version) -> Result<(), ProxyError> {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    if codings.peek().is_none() {
+        return Ok(());
+    }
+    if version == Version::HTTP_10 || headers.contains_key(header::CONTENT_LENGTH) {
+        return Err(ProxyError::InvalidFraming);
+    }
+    let mut chunked = 0;
+    for value in codings {
+        let text = value
+            .to_str()
+            .map_err(|_| ProxyError::UnsupportedTransferCoding)?;
+        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if !coding.eq_ignore_ascii_case("chunked") {
+                return Err(ProxyError::UnsupportedTransferCoding);
+            }
+            chunked += 1;
+        }
+    }
+    if chunked == 1 {
+        Ok(())
+    } else {
+        Err(ProxyError::InvalidFraming)
     }
 }
 
@@ -81,13 +194,20 @@ pub(super) struct ClientSide {
     pub tls: bool,
 }
 
-/// Sets `X-Forwarded-For/-Proto/-Host` (and WebSphere's `$WSSC`/`$WSIS` when asked) for the node.
+/// Sets `X-Forwarded-For/-Proto/-Host` (plus, when configured, an RFC 7239 `Forwarded` element and WebSphere's
+/// `$WSSC`/`$WSIS`) for the node, after removing what a client could use to pose as someone else.
+///
+/// From an untrusted peer every forwarding header is removed or replaced: `X-Forwarded-*` (any suffix),
+/// `Forwarded`, `$WS*`, and the names in `forwarding.strip_from_untrusted` (`X-Real-IP`, ...). From anyone,
+/// a name that equals one of those once `_` is read as `-` (`X_Forwarded_For`) is removed: CGI, WSGI and
+/// servlet stacks map both to the same variable, and a trusted proxy in front may have passed it on as is.
 pub(super) fn set_forwarding(
     headers: &mut HeaderMap,
     client: ClientSide,
     host: &HeaderValue,
-    websphere: bool,
+    settings: &Forwarding,
 ) {
+    remove_spoofable(headers, client.trusted, &settings.strip_from_untrusted);
     let scheme = if client.tls { "https" } else { "http" };
     let peer = client.peer.to_string();
     if client.trusted {
@@ -114,18 +234,55 @@ pub(super) fn set_forwarding(
         set(headers, &X_FORWARDED_PROTO, scheme);
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
-    // A client must never be able to claim a secure connection to WebSphere.
-    if !client.trusted {
-        headers.remove(&WS_SCHEME);
-        headers.remove(&WS_IS_SECURE);
+    if settings.forwarded {
+        // RFC 7239 §6: an IPv6 node is quoted and bracketed; `host` holds ':' so it is a quoted-string (a
+        // valid Host contains neither a quote nor a backslash).
+        let node = match client.peer {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        let host = String::from_utf8_lossy(host.as_bytes());
+        if let Ok(element) =
+            HeaderValue::from_str(&format!("for={node};host=\"{host}\";proto={scheme}"))
+        {
+            headers.append(header::FORWARDED, element);
+        }
     }
-    if websphere {
+    if settings.websphere_private_headers {
         set(headers, &WS_SCHEME, scheme);
         set(
             headers,
             &WS_IS_SECURE,
             if client.tls { "true" } else { "false" },
         );
+    }
+}
+
+/// Whether `name` (lower case, `-` separated) is a forwarding header tokenroute owns.
+fn is_forwarding(name: &str, extra: &[String]) -> bool {
+    name == "forwarded"
+        || name.starts_with("x-forwarded-")
+        || name.starts_with("$ws")
+        || extra.iter().any(|e| e == name)
+}
+
+/// Removes forwarding headers an untrusted peer sent, and `_` look-alikes of them from anyone.
+fn remove_spoofable(headers: &mut HeaderMap, trusted: bool, extra: &[String]) {
+    // Most requests carry none: no allocation then (an empty `Vec` does not allocate).
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            if name.contains('_') {
+                is_forwarding(&name.replace('_', "-"), extra)
+            } else {
+                !trusted && is_forwarding(name, extra)
+            }
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
@@ -150,6 +307,22 @@ mod tests {
         h
     }
 
+    fn request_host11(
+        headers: &HeaderMap,
+        authority: Option<&str>,
+    ) -> Result<HeaderValue, ProxyError> {
+        request_host(headers, Version::HTTP_11, authority)
+    }
+
+    fn settings(websphere: bool) -> Forwarding {
+        Forwarding {
+            trusted_proxies: Vec::new(),
+            websphere_private_headers: websphere,
+            forwarded: false,
+            strip_from_untrusted: vec!["x-real-ip".into(), "true-client-ip".into()],
+        }
+    }
+
     fn client(trusted: bool, tls: bool) -> ClientSide {
         ClientSide {
             peer: "192.0.2.7".parse().unwrap(),
@@ -160,17 +333,20 @@ mod tests {
 
     #[test]
     fn host_must_appear_exactly_once() {
-        assert_eq!(request_host(&map(&[("host", "a:1")]), None).unwrap(), "a:1");
+        assert_eq!(
+            request_host11(&map(&[("host", "a:1")]), None).unwrap(),
+            "a:1"
+        );
         assert!(matches!(
-            request_host(&map(&[]), None),
+            request_host11(&map(&[]), None),
             Err(ProxyError::MissingHost)
         ));
         assert!(matches!(
-            request_host(&map(&[("host", "")]), None),
+            request_host11(&map(&[("host", "")]), None),
             Err(ProxyError::MissingHost)
         ));
         assert!(matches!(
-            request_host(&map(&[("host", "a"), ("host", "b")]), None),
+            request_host11(&map(&[("host", "a"), ("host", "b")]), None),
             Err(ProxyError::DuplicateHost)
         ));
     }
@@ -178,13 +354,134 @@ mod tests {
     #[test]
     fn http2_authority_stands_in_for_a_missing_host() {
         assert_eq!(
-            request_host(&map(&[]), Some("lbcq:8443")).unwrap(),
+            request_host(&map(&[]), Version::HTTP_2, Some("lbcq:8443")).unwrap(),
             "lbcq:8443"
         );
+    }
+
+    #[test]
+    fn a_target_authority_replaces_the_host_field() {
+        // RFC 9112 §3.2.2 (absolute-form) and RFC 9113 §8.3.1 (`:authority`).
         assert_eq!(
-            request_host(&map(&[("host", "h")]), Some("lbcq")).unwrap(),
-            "h"
+            request_host11(&map(&[("host", "h")]), Some("LBCQ:8080")).unwrap(),
+            "LBCQ:8080"
         );
+        assert_eq!(
+            request_host(&map(&[("host", "h")]), Version::HTTP_2, Some("lbcq")).unwrap(),
+            "lbcq"
+        );
+        // HTTP/1.1 still needs its one Host, and the authority must be a valid host too.
+        assert!(matches!(
+            request_host11(&map(&[]), Some("lbcq")),
+            Err(ProxyError::MissingHost)
+        ));
+        assert!(matches!(
+            request_host11(&map(&[("host", "h")]), Some("user@lbcq")),
+            Err(ProxyError::InvalidHost)
+        ));
+    }
+
+    #[test]
+    fn host_is_forwarded_byte_for_byte() {
+        for host in [
+            "LBCQ.Example:8080",
+            "lbcq",
+            "10.0.0.1:9443",
+            "[::1]:8080",
+            "a%2Db",
+        ] {
+            assert_eq!(request_host11(&map(&[("host", host)]), None).unwrap(), host);
+        }
+    }
+
+    #[test]
+    fn hosts_outside_the_uri_host_grammar_are_invalid() {
+        let valid = [
+            "lbcq",
+            "lbcq:",
+            "lbcq:9443",
+            "LBCQ.example.com",
+            "127.0.0.1:80",
+            "[::1]",
+            "[2001:db8::1]:8443",
+            "[v1.fe80::a+en1]",
+            "a-b_c~d!$&'()*+,;=",
+            "x%41y",
+        ];
+        let invalid = [
+            "",
+            ":80",
+            "lbcq :80",
+            " lbcq",
+            "lbcq\t",
+            "user@lbcq",
+            "user:pw@lbcq:80",
+            "lbcq/path",
+            "lbcq?q",
+            "lbcq#f",
+            "lb\"cq",
+            "lbcq:80:81",
+            "lbcq:8o",
+            "lbcq:123456",
+            "[::1",
+            "[::1]x",
+            "[zz::1]",
+            "[fe80::1%25eth0]",
+            "x%4",
+            "x%GG",
+            "lbcq\\x",
+            "lb<cq>",
+        ];
+        for host in valid {
+            assert!(valid_host(host.as_bytes()), "{host:?} should be valid");
+        }
+        for host in invalid {
+            assert!(!valid_host(host.as_bytes()), "{host:?} should be invalid");
+        }
+        assert!(!valid_host(b"lb\x00cq"));
+        assert!(!valid_host("lbcq\u{e9}".as_bytes()));
+    }
+
+    #[test]
+    fn only_a_single_chunked_coding_is_forwarded() {
+        let ok = |pairs: &[(&str, &str)]| check_framing(&map(pairs), Version::HTTP_11);
+        assert!(ok(&[]).is_ok());
+        assert!(ok(&[("transfer-encoding", "chunked")]).is_ok());
+        assert!(ok(&[("transfer-encoding", "Chunked")]).is_ok());
+        for unsupported in [
+            "gzip, chunked",
+            "deflate,chunked",
+            "x-custom, chunked",
+            "identity, chunked",
+        ] {
+            assert!(
+                matches!(
+                    ok(&[("transfer-encoding", unsupported)]),
+                    Err(ProxyError::UnsupportedTransferCoding)
+                ),
+                "{unsupported}"
+            );
+        }
+        assert!(matches!(
+            ok(&[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked")
+            ]),
+            Err(ProxyError::UnsupportedTransferCoding)
+        ));
+        for faulty in [
+            vec![("transfer-encoding", "chunked, chunked")],
+            vec![("transfer-encoding", "chunked"), ("content-length", "5")],
+        ] {
+            assert!(
+                matches!(ok(&faulty), Err(ProxyError::InvalidFraming)),
+                "{faulty:?}"
+            );
+        }
+        assert!(matches!(
+            check_framing(&map(&[("transfer-encoding", "chunked")]), Version::HTTP_10),
+            Err(ProxyError::InvalidFraming)
+        ));
     }
 
     #[test]
@@ -225,7 +522,7 @@ mod tests {
             &mut h,
             client(false, false),
             &HeaderValue::from_static("lbcq"),
-            false,
+            &settings(false),
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.7");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
@@ -243,7 +540,7 @@ mod tests {
             &mut h,
             client(true, false),
             &HeaderValue::from_static("lbcq"),
-            false,
+            &settings(false),
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "198.51.100.1, 192.0.2.7");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
@@ -256,9 +553,110 @@ mod tests {
             &mut h,
             client(false, true),
             &HeaderValue::from_static("lbcq"),
-            true,
+            &settings(true),
         );
         assert_eq!(h.get("$wssc").unwrap(), "https");
         assert_eq!(h.get("$wsis").unwrap(), "true");
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_send_any_forwarding_header() {
+        let mut h = map(&[
+            ("forwarded", "for=6.6.6.6;proto=https"),
+            ("x-real-ip", "6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/admin"),
+            ("$wsra", "6.6.6.6"),
+            ("$wssc", "https"),
+            ("x-kept", "yes"),
+        ]);
+        set_forwarding(
+            &mut h,
+            client(false, false),
+            &HeaderValue::from_static("lbcq"),
+            &settings(false),
+        );
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-proto",
+                "x-kept"
+            ]
+        );
+    }
+
+    #[test]
+    fn underscore_look_alikes_are_removed_even_from_trusted_peers() {
+        for trusted in [false, true] {
+            let mut h = map(&[
+                ("x_forwarded_for", "6.6.6.6"),
+                ("x-forwarded_host", "evil"),
+                ("X_Real_IP", "6.6.6.6"),
+                ("forwarded_", "x"),
+                ("x_kept_header", "yes"),
+            ]);
+            set_forwarding(
+                &mut h,
+                client(trusted, false),
+                &HeaderValue::from_static("lbcq"),
+                &settings(false),
+            );
+            for gone in ["x_forwarded_for", "x-forwarded_host", "x_real_ip"] {
+                assert!(h.get(gone).is_none(), "{gone} kept (trusted: {trusted})");
+            }
+            assert_eq!(h.get("x_kept_header").unwrap(), "yes");
+        }
+    }
+
+    #[test]
+    fn trusted_peers_keep_their_forwarded_and_client_address_headers() {
+        let mut h = map(&[
+            ("forwarded", "for=198.51.100.1"),
+            ("x-real-ip", "198.51.100.1"),
+        ]);
+        let mut with_forwarded = settings(false);
+        with_forwarded.forwarded = true;
+        set_forwarding(
+            &mut h,
+            client(true, true),
+            &HeaderValue::from_static("lbcq:8443"),
+            &with_forwarded,
+        );
+        let forwarded: Vec<_> = h.get_all("forwarded").iter().collect();
+        assert_eq!(
+            forwarded,
+            vec![
+                "for=198.51.100.1",
+                "for=192.0.2.7;host=\"lbcq:8443\";proto=https"
+            ]
+        );
+        assert_eq!(h.get("x-real-ip").unwrap(), "198.51.100.1");
+    }
+
+    #[test]
+    fn an_ipv6_peer_is_quoted_in_forwarded() {
+        let mut h = HeaderMap::new();
+        let mut with_forwarded = settings(false);
+        with_forwarded.forwarded = true;
+        let peer = ClientSide {
+            peer: "2001:db8::7".parse().unwrap(),
+            trusted: false,
+            tls: false,
+        };
+        set_forwarding(
+            &mut h,
+            peer,
+            &HeaderValue::from_static("lbcq"),
+            &with_forwarded,
+        );
+        assert_eq!(
+            h.get("forwarded").unwrap(),
+            "for=\"[2001:db8::7]\";host=\"lbcq\";proto=http"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! One request through the proxy, stage by stage; each stage has its own file:
 //!
-//! 1. [`headers`]: check the request head (Host, hop-by-hop, forwarding headers);
+//! 1. [`edge`] and [`headers`]: check the request head (target, Host, framing, limits) and rewrite its
+//!    hop-by-hop and forwarding headers;
 //! 2. [`classify`]: read the credentials it carries, look them up, and decide where it may go ([`route`] is the
 //!    pure decision; [`classify::plan_key_route`] the consumer-key strategy);
 //! 3. [`forward`]: send it to a node (one retry elsewhere when the connect failed);
@@ -15,6 +16,7 @@
 //! its fingerprint key live beside the generation, not in it: they outlive reloads.
 
 mod classify;
+mod edge;
 mod error;
 mod forward;
 mod generation;
@@ -201,8 +203,7 @@ impl Proxy {
         if parts.method == Method::CONNECT {
             return Err(ProxyError::BadTarget);
         }
-        let host =
-            headers::request_host(&parts.headers, parts.uri.authority().map(|a| a.as_str()))?;
+        let host = edge::check_request(&parts, &config.limits)?;
         headers::strip_hop_by_hop(&mut parts.headers);
         parts.headers.insert(http::header::HOST, host.clone());
         let client = ClientSide {
@@ -214,12 +215,12 @@ impl Proxy {
                 .any(|c| c.contains(connection.peer.ip())),
             tls: connection.tls,
         };
-        headers::set_forwarding(
-            &mut parts.headers,
-            client,
-            &host,
-            config.forwarding.websphere_private_headers,
-        );
+        headers::set_forwarding(&mut parts.headers, client, &host, &config.forwarding);
+        edge::check_sent(
+            &parts.headers,
+            !http_body::Body::is_end_stream(&body),
+            &config.limits,
+        )?;
         // A request with no body (most GETs) needs no idle timer.
         let mut body = if http_body::Body::is_end_stream(&body) {
             body

@@ -64,12 +64,14 @@ impl AdminBackend for FakeBackend {
             .into()
     }
 
-    fn reload(&self) -> BoxFuture<Result<Value, String>> {
+    fn reload(&self) -> BoxFuture<Result<Value, AdminError>> {
         self.record("reload".into());
         let fail = self.failing_reload.load(Ordering::Relaxed);
         Box::pin(async move {
             if fail {
-                Err("upstream.node[0].url = \"htp://x\": unsupported scheme".into())
+                Err(AdminError::InvalidConfig(
+                    "upstream.node[0].url = \"htp://x\": unsupported scheme".into(),
+                ))
             } else {
                 Ok(json!({ "config_version": 4 }))
             }
@@ -288,7 +290,7 @@ async fn reload_answers_the_backends_result() {
 
     admin.backend.failing_reload.store(true, Ordering::Relaxed);
     let r = admin.authed("POST", "/reload", b"").await;
-    assert_eq!(r.status, 500);
+    assert_eq!(r.status, 422, "an invalid config is the caller's to fix");
     assert!(
         r.json()["error"]
             .as_str()

@@ -122,6 +122,18 @@ async fn the_admin_api_reports_and_controls_a_running_proxy() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(proxy.proxy.reload_status().version, 2);
 
+    // An invalid file is the caller's to fix: 422 with every error by key; the running config stays.
+    let valid = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        valid.replacen("[[upstream.node]]", "[[upstream.node]]\nweight = 257", 1),
+    )
+    .unwrap();
+    let (status, body) = call("POST", &format!("{admin}/reload"), "").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("upstream.node[0].weight = 257"), "{body}");
+    assert_eq!(proxy.proxy.reload_status().version, 2);
+
     proxy.shutdown().await;
     cluster.shutdown().await;
 }

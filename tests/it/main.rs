@@ -10,6 +10,7 @@ mod admin_metrics;
 mod admin_wiring;
 mod certs;
 mod cli;
+mod edge;
 mod layers;
 mod loadtest;
 mod no_leaks;

@@ -4,6 +4,7 @@ pub mod flow;
 pub mod process;
 
 pub use process::spawn_binary;
+pub mod recording;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
