@@ -27,6 +27,7 @@ use crate::affinity::{
 use crate::config::Config;
 use crate::oauth::{self, CandidateClass, CredentialKind, EndpointRole, KeyEvent, Specificity};
 use crate::refresh::{stale, Refresher, Strategy};
+use crate::upstream::balance::Basis;
 use crate::upstream::{InflightGuard, Node, Pool};
 use body::{BodyError, Prefix, Prefixed, ProxyBody, Reclaimable, Relay};
 use error::ProxyError;
@@ -574,7 +575,11 @@ impl Proxy {
         let allowed = self.apply_key_strategy(generation, &route).await;
 
         let started = std::time::Instant::now();
-        let (node, guard, response) = forward(generation, &parts, allowed, body).await?;
+        let basis = match route.reason {
+            RouteReason::Policy | RouteReason::OwnerDown => Basis::Policy,
+            _ => Basis::Affinity,
+        };
+        let (node, guard, response) = forward(generation, &parts, allowed, basis, body).await?;
         self.shared
             .metrics
             .observe_upstream_latency(node.id, started.elapsed());
@@ -636,7 +641,7 @@ impl Proxy {
             }
             // `refresh`, or no owner is up: choose by policy; a chosen node that lacks the key is refreshed first.
             _ => {
-                let Some(node) = pool.pick(healthy).cloned() else {
+                let Some(node) = pool.pick(healthy, Basis::Affinity).cloned() else {
                     return route.allowed;
                 };
                 if owners.contains(node.id) {
@@ -815,11 +820,14 @@ impl Proxy {
                 .map(|e| e.owners().intersection(candidates))
                 .unwrap_or(NodeSet::EMPTY);
             let target = match pool
-                .pick(if owners.is_empty() {
-                    candidates
-                } else {
-                    owners
-                })
+                .pick(
+                    if owners.is_empty() {
+                        candidates
+                    } else {
+                        owners
+                    },
+                    Basis::Affinity,
+                )
                 .cloned()
             {
                 Some(target) => target,
@@ -835,8 +843,14 @@ impl Proxy {
             let body = Full::new(replay.clone())
                 .map_err(|never| match never {})
                 .boxed();
-            let (node, guard, response) =
-                forward(generation, parts, NodeSet::single(target.id), body).await?;
+            let (node, guard, response) = forward(
+                generation,
+                parts,
+                NodeSet::single(target.id),
+                Basis::Affinity,
+                body,
+            )
+            .await?;
             let refused = matches!(
                 response.status(),
                 http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN
@@ -1073,6 +1087,7 @@ async fn forward(
     generation: &Generation,
     parts: &http::request::Parts,
     mut allowed: NodeSet,
+    basis: Basis,
     mut body: ProxyBody,
 ) -> Result<(Arc<Node>, InflightGuard, Response<Incoming>), ProxyError> {
     let limits = &generation.config.limits;
@@ -1081,7 +1096,7 @@ async fn forward(
     loop {
         let node = generation
             .pool
-            .pick(allowed)
+            .pick(allowed, basis)
             .ok_or(ProxyError::NoHealthyNode)?
             .clone();
         let (sent_body, reclaim) = Reclaimable::new(body);
