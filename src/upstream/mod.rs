@@ -5,6 +5,7 @@
 
 pub mod balance;
 pub mod client;
+pub mod clone_id;
 pub mod health;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
