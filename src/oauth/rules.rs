@@ -386,7 +386,7 @@ impl Rules {
             .find(|r| path.ends_with(r.path_suffix.as_str()))
             .map(|r| r.role)
             .or_else(|| {
-                self.client_configuration_segment(path)
+                self.below_registration(path)
                     .map(|_| EndpointRole::OAuth2ClientConfiguration)
             })
     }
@@ -396,13 +396,21 @@ impl Rules {
     /// 7592's client configuration URI, whose last segment is the client id. A query is ignored.
     pub fn client_configuration_segment<'p>(&self, path: &'p str) -> Option<&'p str> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
-        let (parent, segment) = path.rsplit_once('/')?;
-        if segment.is_empty()
-            || self
-                .endpoints
-                .iter()
-                .any(|r| path.ends_with(r.path_suffix.as_str()))
+        if self
+            .endpoints
+            .iter()
+            .any(|r| path.ends_with(r.path_suffix.as_str()))
         {
+            return None;
+        }
+        self.below_registration(path)
+    }
+
+    /// The last segment of a query-less `path` whose parent ends with a registration or client-configuration
+    /// suffix (without checking that no rule matches `path` itself).
+    fn below_registration<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let (parent, segment) = path.rsplit_once('/')?;
+        if segment.is_empty() {
             return None;
         }
         self.endpoints
