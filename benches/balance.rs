@@ -16,7 +16,7 @@ use std::sync::Mutex;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tokenroute::affinity::{NodeId, NodeSet};
-use tokenroute::upstream::balance::{Balancer, Policy};
+use tokenroute::upstream::balance::{Balancer, Basis, Policy};
 
 fn id(i: usize) -> NodeId {
     NodeId::new(i).expect("small id")
@@ -43,7 +43,7 @@ fn picks(c: &mut Criterion) {
             for (allowed, set_name) in [(all, "all"), (subset, "subset")] {
                 group.bench_function(
                     BenchmarkId::new(format!("{policy_name}/{set_name}"), nodes),
-                    |b| b.iter(|| balancer.pick(black_box(allowed), load)),
+                    |b| b.iter(|| balancer.pick(black_box(allowed), Basis::Policy, load)),
                 );
             }
         }

@@ -270,6 +270,8 @@ pub struct NodeFile {
     pub weight: u32,
     /// TLS server name to send and verify, when it differs from the URL's host.
     pub sni: Option<String>,
+    /// WebSphere clone id of this node: a session cookie ending in `:<clone_id>` routes here.
+    pub clone_id: Option<String>,
 }
 
 fn default_weight() -> u32 {

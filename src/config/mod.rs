@@ -321,6 +321,52 @@ max_entries = 0
     }
 
     #[test]
+    fn clone_ids_are_optional_checked_and_unique() {
+        let node = |name: &str, clone: &str| {
+            format!("[[upstream.node]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:1\"\nclone_id = {clone}\n")
+        };
+        let ok = format!(
+            "{MINIMAL}{}{}",
+            node("b", "\"v544d0o0\""),
+            node("c", "\"c-2.x\"")
+        );
+        let c = parse_str(&ok).unwrap();
+        let ids: Vec<Option<&str>> = c
+            .upstream
+            .nodes
+            .iter()
+            .map(|n| n.clone_id.as_deref())
+            .collect();
+        assert_eq!(ids, [None, Some("v544d0o0"), Some("c-2.x")]);
+
+        let bad = format!(
+            "{MINIMAL}{}{}{}{}",
+            node("b", "\"\""),
+            node("c", "\"a:b\""),
+            node("d", "\"same\""),
+            node("e", "\"same\""),
+        );
+        assert_eq!(
+            invalid_keys(&bad),
+            [
+                "upstream.node[1].clone_id",
+                "upstream.node[2].clone_id",
+                "upstream.node[4].clone_id"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_endpoint_role_lists_every_role() {
+        let text =
+            format!("{MINIMAL}[[routing.endpoint]]\npath_suffix = \"/x\"\nrole = \"magic\"\n");
+        let err = parse_str(&text).unwrap_err().to_string();
+        for role in crate::oauth::EndpointRole::ALL {
+            assert!(err.contains(role.as_str()), "{err}");
+        }
+    }
+
+    #[test]
     fn error_message_names_key_and_value() {
         let text = MINIMAL.replace("http://127.0.0.1:9001", "gopher://x");
         let err = parse_str(&text).unwrap_err().to_string();
@@ -489,6 +535,20 @@ max_entries = 0
                 .contains("upstream.node[0].url = \"ftp://x\": scheme"),
             "{url}"
         );
+    }
+
+    #[test]
+    fn shipped_config_toml_states_a_ttl_for_every_credential_kind() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let file: file::FileConfig = toml::from_str(&text).unwrap();
+        for kind in crate::oauth::CredentialKind::ALL {
+            assert!(
+                file.routing.ttl.contains_key(kind.as_str()),
+                "config.toml lacks routing.ttl.{}",
+                kind.as_str()
+            );
+        }
     }
 
     #[test]

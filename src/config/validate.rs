@@ -429,6 +429,18 @@ fn upstream(file: &UpstreamFile, base_dir: &Path, errors: &mut Errors) -> PoolSe
             node(n, &format!("upstream.node[{i}]"), errors)
         })
         .collect();
+    let mut clone_ids = HashSet::new();
+    for (i, n) in file.nodes.iter().enumerate() {
+        if let Some(id) = &n.clone_id {
+            if !clone_ids.insert(id.as_str()) {
+                errors.push(
+                    format!("upstream.node[{i}].clone_id"),
+                    format!("{id:?}"),
+                    "another node has this clone id",
+                );
+            }
+        }
+    }
     let ca_path = file.ca_file.as_ref().map(|p| base_dir.join(p));
     if ca_path.is_none() && nodes.iter().any(|n| n.scheme == Scheme::HTTPS) {
         errors.push(
@@ -528,7 +540,28 @@ fn node(file: &NodeFile, key: &str, errors: &mut Errors) -> Option<NodeSpec> {
         authority,
         weight: weight?,
         sni: file.sni.clone(),
+        clone_id: clone_id(file, key, errors),
     })
+}
+
+/// A clone id is what follows a `:` in a session cookie, so it is a non-empty run of cookie-value characters
+/// without `:`; WebSphere's own are short alphanumerics.
+fn clone_id(file: &NodeFile, key: &str, errors: &mut Errors) -> Option<String> {
+    let id = file.clone_id.as_ref()?;
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        errors.push(
+            format!("{key}.clone_id"),
+            format!("{id:?}"),
+            "use 1 to 64 letters, digits, '-', '_' or '.'",
+        );
+        return None;
+    }
+    Some(id.clone())
 }
 
 fn health(file: &HealthFile, errors: &mut Errors) -> Option<HealthSettings> {
@@ -584,20 +617,22 @@ fn routing(file: &RoutingFile, errors: &mut Errors) -> Routing {
     let mut rules = Rules::from_presets(&presets);
     for (i, e) in file.endpoints.iter().enumerate() {
         let key = format!("routing.endpoint[{i}]");
-        let role = match serde_json::from_value::<EndpointRole>(serde_json::Value::String(
-            e.role.clone(),
-        )) {
-            Ok(r) => r,
-            Err(_) => {
-                errors.push(
-                    format!("{key}.role"),
-                    format!("{:?}", e.role),
-                    "expected one of consumer_registration, consumer_approval, request_token, authorize, \
-                     access_token, oauth2_authorize, oauth2_token, oauth2_registration",
-                );
-                continue;
-            }
-        };
+        let role =
+            match serde_json::from_value::<EndpointRole>(serde_json::Value::String(e.role.clone()))
+            {
+                Ok(r) => r,
+                Err(_) => {
+                    errors.push(
+                        format!("{key}.role"),
+                        format!("{:?}", e.role),
+                        format!(
+                            "expected one of {}",
+                            EndpointRole::ALL.map(EndpointRole::as_str).join(", ")
+                        ),
+                    );
+                    continue;
+                }
+            };
         let rule = EndpointRule {
             path_suffix: e.path_suffix.clone(),
             role,

@@ -49,7 +49,7 @@ pub struct MetricsView<'a> {
     /// The learned table's size and counters.
     pub table: TableStats,
     /// Entries per kind ([`crate::affinity::Table::len_by_kind`]).
-    pub table_by_kind: [(CredentialKind, usize); 9],
+    pub table_by_kind: [(CredentialKind, usize); CredentialKind::ALL.len()],
 }
 
 /// `class` label values, indexed by the status's first digit minus one.

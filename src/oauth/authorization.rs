@@ -1,4 +1,5 @@
-//! The `Authorization` request header: OAuth 1.0a (RFC 5849 §3.5.1) and Bearer (RFC 6750 §2.1).
+//! The `Authorization` request header: OAuth 1.0a (RFC 5849 §3.5.1), Bearer (RFC 6750 §2.1), and the client id
+//! of OAuth 2 client authentication by `Basic` (RFC 6749 §2.3.1, [`basic_client_id`]).
 //!
 //! The parser works on raw header bytes (clients send anything) and never panics. For `OAuth` it follows the
 //! RFC 7235 `auth-param` grammar: `name BWS "=" BWS ( token / quoted-string )`, comma-separated, with optional
@@ -73,6 +74,59 @@ pub fn parse(value: &[u8]) -> Result<Authorization, OAuthError> {
     } else {
         Ok(Authorization::Other)
     }
+}
+
+/// The client id of an `Authorization: Basic` header sent as OAuth 2 client authentication (RFC 6749 §2.3.1):
+/// `base64(urlencode(client_id) ":" urlencode(client_secret))`, each part form-urlencoded (`+` is a space).
+///
+/// `Ok(None)`: another scheme. An error: a `Basic` header that does not decode to a usable client id (bad
+/// base64, no `:`, empty id, bad percent-encoding, not UTF-8); the request then simply carries no client id, and
+/// the backend judges the header. The id ends at the first `:` (RFC 7617: a user-id cannot contain one; a
+/// conforming client percent-encodes it). The secret is never decoded into text or kept: the decoded bytes
+/// are zeroed before returning.
+pub fn basic_client_id(value: &[u8]) -> Result<Option<CredentialValue>, OAuthError> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    // Standard alphabet; some clients drop the padding, which loses nothing.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+
+    let mut cur = Cursor { s: value, i: 0 };
+    cur.skip_ws();
+    let scheme = cur.take_while(is_tchar);
+    if !scheme.eq_ignore_ascii_case(b"Basic") {
+        return Ok(None);
+    }
+    if !cur.skip_ws() {
+        return Err(OAuthError::Malformed("missing Basic credentials"));
+    }
+    // token68 (RFC 7235 §2.1), restricted to the standard base64 alphabet.
+    let start = cur.i;
+    let encoded = cur.take_while(|b| b.is_ascii_alphanumeric() || b"+/".contains(&b));
+    let padding = cur.take_while(|b| b == b'=');
+    let token68 = &value[start..cur.i];
+    cur.skip_ws();
+    if encoded.is_empty() || !cur.at_end() || padding.len() > 2 {
+        return Err(OAuthError::Malformed("invalid Basic credentials"));
+    }
+    let mut decoded = LENIENT
+        .decode(token68)
+        .map_err(|_| OAuthError::Malformed("Basic credentials are not base64"))?;
+    let id = match decoded.iter().position(|&b| b == b':') {
+        None => Err(OAuthError::Malformed("Basic credentials lack ':'")),
+        Some(0) => Err(OAuthError::Malformed("empty client id")),
+        Some(colon) => {
+            percent::decode_form_component(&decoded[..colon]).map_err(OAuthError::Encoding)
+        }
+    };
+    decoded.fill(0);
+    let id = id?;
+    if id.is_empty() {
+        return Err(OAuthError::Malformed("empty client id"));
+    }
+    Ok(Some(CredentialValue::new(id)))
 }
 
 fn parse_oauth_params(cur: &mut Cursor<'_>) -> Result<OAuthParams, OAuthError> {
@@ -359,6 +413,91 @@ mod tests {
         assert_eq!(parse(b"Basic dXNlcjpwYXNz"), Ok(Authorization::Other));
         assert_eq!(parse(b"OAuthish x=\"y\""), Ok(Authorization::Other));
         assert_eq!(parse(b"Negotiate"), Ok(Authorization::Other));
+    }
+
+    fn basic(credentials: &[u8]) -> String {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        )
+    }
+
+    #[test]
+    fn basic_client_id_follows_rfc6749_form_encoding() {
+        let cases: &[(String, &str)] = &[
+            (basic(b"s6BhdRkqt3:gX1fBat3bV"), "s6BhdRkqt3"),
+            // RFC 6749 §2.3.1: each part is form-urlencoded before base64, so `:` in an id arrives as %3A.
+            (basic(b"urn%3Aapp%3A1:secret"), "urn:app:1"),
+            (basic(b"my+client:s"), "my client"),
+            (basic(b"a%2Bb:s"), "a+b"),
+            (basic(b"caf%C3%A9:s"), "caf\u{e9}"),
+            (basic(b"id:"), "id"),
+            (basic(b"id:se:cr:et"), "id"),
+            // Non-conforming client that did not encode ':' in its id: the first ':' ends the id (RFC 7617).
+            (basic(b"a:b:secret"), "a"),
+            (format!("  bAsIc   {}  ", &basic(b"id:s")[6..]), "id"),
+            (format!("BASIC\t{}", &basic(b"id:s")[6..]), "id"),
+            // Padding dropped by the client.
+            (basic(b"id1:s").trim_end_matches('=').to_owned(), "id1"),
+        ];
+        for (header, want) in cases {
+            let got = basic_client_id(header.as_bytes());
+            assert_eq!(
+                got.as_ref()
+                    .ok()
+                    .and_then(|v| v.as_ref())
+                    .map(|v| v.expose()),
+                Some(*want),
+                "{header:?} -> {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_basic_headers_yield_no_client_id() {
+        let cases: &[Vec<u8>] = &[
+            b"Basic".to_vec(),
+            b"Basic ".to_vec(),
+            b"Basic !!!!".to_vec(),
+            b"Basic aWQ6cw== extra".to_vec(),
+            b"Basic aWQ6cw===".to_vec(),
+            b"Basic a".to_vec(),
+            basic(b"no-colon").into_bytes(),
+            basic(b":secret").into_bytes(),
+            basic(b"\xff\xfe:s").into_bytes(),
+            basic(b"%FF:s").into_bytes(),
+            basic(b"%zz:s").into_bytes(),
+            basic(b"+%:s").into_bytes(),
+            b"Basic\x00aWQ6cw==".to_vec(),
+        ];
+        for header in cases {
+            assert!(
+                basic_client_id(header).is_err(),
+                "{:?} -> {:?}",
+                String::from_utf8_lossy(header),
+                basic_client_id(header)
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_have_no_basic_client_id() {
+        for header in [
+            &b"Bearer abc"[..],
+            b"OAuth oauth_token=\"t\"",
+            b"Basicx aWQ6cw==",
+            b"",
+            b"\xff",
+        ] {
+            assert_eq!(basic_client_id(header), Ok(None), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn basic_client_id_debug_never_shows_the_id_or_secret() {
+        let id = basic_client_id(basic(b"canary-id:canary-secret").as_bytes()).unwrap();
+        assert!(!format!("{id:?}").contains("canary"));
     }
 
     #[test]

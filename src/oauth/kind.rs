@@ -1,4 +1,7 @@
 //! The kinds of credential tokenroute learns and routes on.
+//!
+//! [`CredentialKind`] is the single list: the table stores a kind per entry (a one-byte enum), config names TTLs
+//! by [`CredentialKind::as_str`], and metrics label entry counts with it.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +26,18 @@ pub enum CredentialKind {
     RefreshToken,
     /// OAuth 2 client id from dynamic registration; behaves like a consumer key.
     ClientId,
+    /// RFC 7592 registration access token (a bearer token for the client configuration endpoint); issuer only.
+    RegistrationAccessToken,
+    /// RFC 8628 device code, polled at the token endpoint; issuer only.
+    DeviceCode,
+    /// RFC 8628 user code, typed at the verification page (stored normalised); issuer only.
+    UserCode,
+    /// RFC 9126 `request_uri` of a pushed authorization request; issuer only.
+    RequestUri,
+    /// OpenID Connect ID token, presented back as `id_token_hint`; issuer only.
+    IdToken,
+    /// OpenID Connect session id (`sid` claim of an ID token); issuer only.
+    Sid,
     /// A session cookie value; issuer only.
     SessionCookie,
 }
@@ -40,7 +55,7 @@ pub enum Specificity {
 
 impl CredentialKind {
     /// Every kind, for tables and metrics.
-    pub const ALL: [CredentialKind; 9] = [
+    pub const ALL: [CredentialKind; 15] = [
         CredentialKind::ConsumerKey,
         CredentialKind::RequestToken,
         CredentialKind::Verifier,
@@ -49,6 +64,12 @@ impl CredentialKind {
         CredentialKind::BearerToken,
         CredentialKind::RefreshToken,
         CredentialKind::ClientId,
+        CredentialKind::RegistrationAccessToken,
+        CredentialKind::DeviceCode,
+        CredentialKind::UserCode,
+        CredentialKind::RequestUri,
+        CredentialKind::IdToken,
+        CredentialKind::Sid,
         CredentialKind::SessionCookie,
     ];
 
@@ -66,7 +87,7 @@ impl CredentialKind {
         }
     }
 
-    /// A stable snake_case name for logs, metrics and the admin API.
+    /// A stable snake_case name for logs, metrics, config (`routing.ttl`) and the admin API.
     pub fn as_str(self) -> &'static str {
         match self {
             CredentialKind::ConsumerKey => "consumer_key",
@@ -77,6 +98,12 @@ impl CredentialKind {
             CredentialKind::BearerToken => "bearer_token",
             CredentialKind::RefreshToken => "refresh_token",
             CredentialKind::ClientId => "client_id",
+            CredentialKind::RegistrationAccessToken => "registration_access_token",
+            CredentialKind::DeviceCode => "device_code",
+            CredentialKind::UserCode => "user_code",
+            CredentialKind::RequestUri => "request_uri",
+            CredentialKind::IdToken => "id_token",
+            CredentialKind::Sid => "sid",
             CredentialKind::SessionCookie => "session_cookie",
         }
     }
@@ -91,5 +118,24 @@ mod tests {
         for (i, kind) in CredentialKind::ALL.into_iter().enumerate() {
             assert_eq!(kind.index(), i);
         }
+    }
+
+    #[test]
+    fn names_are_unique_and_match_serde() {
+        let mut names: Vec<&str> = CredentialKind::ALL.map(CredentialKind::as_str).to_vec();
+        for kind in CredentialKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CredentialKind::ALL.len());
+    }
+
+    #[test]
+    fn every_kind_fits_in_a_byte() {
+        // The table and snapshot keep a kind per entry; a byte is what the enum costs.
+        assert_eq!(std::mem::size_of::<CredentialKind>(), 1);
+        assert!(CredentialKind::ALL.len() <= usize::from(u8::MAX));
     }
 }

@@ -3,8 +3,10 @@
 //! Nothing here does I/O or touches the learned table: the proxy hands in request parts, response headers and
 //! (small, capped) bodies, and gets back values to look up or learn.
 //!
-//! - [`authorization`]: the `Authorization` header (RFC 5849 §3.5.1 `OAuth`, RFC 6750 §2.1 `Bearer`).
-//! - [`rules`]: where to look (endpoint roles by path suffix, presets, session cookie names), TTLs, body caps.
+//! - [`authorization`]: the `Authorization` header (RFC 5849 §3.5.1 `OAuth`, RFC 6750 §2.1 `Bearer`, the client
+//!   id of RFC 6749 §2.3.1 `Basic`).
+//! - [`rules`]: where to look (endpoint roles by path suffix, presets, session cookie names), TTLs, body caps;
+//!   its module doc has the table of roles: what each learns and what routes it.
 //! - [`request`]: credentials a request carries, as candidates to look up (never to learn).
 //! - [`response`]: credentials a backend response issues, to learn with the answering node as issuer.
 //! - [`percent`]: RFC 5849 §3.6 percent-encoding and form parsing.
@@ -22,7 +24,8 @@ pub mod rules;
 pub use authorization::{Authorization, OAuthParams};
 pub use kind::{CredentialKind, Specificity};
 pub use request::{
-    clone_id, extract_request, Candidate, CandidateClass, CandidateSource, RequestCredentials,
+    clone_id, clone_ids, extract_request, normalize_user_code, Candidate, CandidateClass,
+    CandidateSource, RequestCredentials,
 };
 pub use response::{learn_from_response, KeyEvent, Learned};
 pub use rules::{EndpointRole, EndpointRule, Preset, Rules};
@@ -88,6 +91,9 @@ mod no_panic_tests {
             "/cqweb/oauth-authorize",
             "/cqweb/oauth-approve-consumer",
             "/as/token",
+            "/as/revoke",
+            "/as/device",
+            "/register/abc",
             "/x",
         ];
         for _ in 0..20_000 {
@@ -122,15 +128,10 @@ mod no_panic_tests {
                     headers.append(name, value);
                 }
             }
-            for role in [
-                Some(EndpointRole::ConsumerRegistration),
-                Some(EndpointRole::RequestToken),
-                Some(EndpointRole::Authorize),
-                Some(EndpointRole::OAuth2Authorize),
-                Some(EndpointRole::OAuth2Token),
-                None,
-            ] {
-                for status in [StatusCode::OK, StatusCode::FOUND] {
+            let _ = authorization::basic_client_id(&input);
+            let role = EndpointRole::ALL[rng.gen_range(0..EndpointRole::ALL.len())];
+            for role in [Some(role), None] {
+                for status in [StatusCode::OK, StatusCode::CREATED, StatusCode::FOUND] {
                     let _ = learn_from_response(
                         role,
                         &Method::POST,

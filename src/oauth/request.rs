@@ -5,8 +5,10 @@
 //! each value, looks it up, and keeps a hit only if the entry's kind is one the class allows
 //! ([`CandidateClass::accepts`]). Nothing here inserts anything: request data never changes the table.
 //!
-//! Places looked at (BRIEF 2.2): the `Authorization` header (`OAuth` and `Bearer`), the query, a single-part
-//! `application/x-www-form-urlencoded` body, and the configured session cookies. When one parameter carries
+//! Places looked at (BRIEF 2.2): the `Authorization` header (`OAuth` and `Bearer`; `Basic` only where a client
+//! authenticates, for its client id), the query, a single-part `application/x-www-form-urlencoded` body, the
+//! last path segment of a client configuration URI (RFC 7592), and the configured session cookies. Which
+//! parameter is read where depends on the endpoint's role (see [`crate::oauth::rules`]). When one parameter carries
 //! different values in different places (header vs query vs body, or twice in one query), nobody can tell
 //! which one the backend uses, so that parameter is dropped and [`RequestCredentials::ambiguous`] is set.
 
@@ -32,8 +34,22 @@ pub enum CandidateClass {
     RefreshToken,
     /// OAuth 2 `client_id`.
     ClientId,
-    /// `Authorization: Bearer`, or `access_token` in a query or form body (RFC 6750 §2.2, §2.3).
+    /// `Authorization: Bearer`, or `access_token` in a query or form body (RFC 6750 §2.2, §2.3). A registration
+    /// access token (RFC 7592) is a bearer token too.
     Bearer,
+    /// `token` at revocation (RFC 7009) or introspection (RFC 7662): an access or refresh token, whatever
+    /// `token_type_hint` claims (a server searches every kind when the hint is wrong).
+    IssuedToken,
+    /// RFC 8628 `device_code` on the token endpoint.
+    DeviceCode,
+    /// RFC 8628 `user_code` on the verification page, normalised ([`normalize_user_code`]).
+    UserCode,
+    /// RFC 9126 `request_uri` on the authorization endpoint.
+    RequestUri,
+    /// OpenID Connect `id_token_hint` at end-session.
+    IdTokenHint,
+    /// OpenID Connect `sid` at end-session.
+    Sid,
     /// A configured session cookie.
     SessionCookie,
 }
@@ -50,7 +66,18 @@ impl CandidateClass {
             CandidateClass::Code => &[CredentialKind::Code],
             CandidateClass::RefreshToken => &[CredentialKind::RefreshToken],
             CandidateClass::ClientId => &[CredentialKind::ClientId],
-            CandidateClass::Bearer => &[CredentialKind::BearerToken],
+            CandidateClass::Bearer => &[
+                CredentialKind::BearerToken,
+                CredentialKind::RegistrationAccessToken,
+            ],
+            CandidateClass::IssuedToken => {
+                &[CredentialKind::BearerToken, CredentialKind::RefreshToken]
+            }
+            CandidateClass::DeviceCode => &[CredentialKind::DeviceCode],
+            CandidateClass::UserCode => &[CredentialKind::UserCode],
+            CandidateClass::RequestUri => &[CredentialKind::RequestUri],
+            CandidateClass::IdTokenHint => &[CredentialKind::IdToken],
+            CandidateClass::Sid => &[CredentialKind::Sid],
             CandidateClass::SessionCookie => &[CredentialKind::SessionCookie],
         }
     }
@@ -70,6 +97,8 @@ pub enum CandidateSource {
     Query,
     /// A form body.
     Body,
+    /// The request path (the client id of a client configuration URI).
+    Path,
     /// The `Cookie` header.
     Cookie,
 }
@@ -109,7 +138,39 @@ pub fn extract_request(parts: &Parts, body: Option<&[u8]>, rules: &Rules) -> Req
     let role = rules.role_for(parts.uri.path());
     let mut found = Collector::default();
 
+    if role == Some(EndpointRole::OAuth2ClientConfiguration) {
+        if let Some(segment) = rules.client_configuration_segment(parts.uri.path()) {
+            // A path segment is percent-encoded with `+` literal (RFC 3986), unlike a form.
+            match crate::oauth::percent::decode(segment) {
+                Ok(id) => found.offer(
+                    Slot::Param(CandidateClass::ClientId),
+                    CandidateSource::Path,
+                    &id,
+                ),
+                Err(_) => found.malformed = true,
+            }
+        }
+    }
+
     for header in parts.headers.get_all(AUTHORIZATION) {
+        if role.is_some_and(EndpointRole::authenticates_client) {
+            match authorization::basic_client_id(header.as_bytes()) {
+                Ok(Some(id)) => {
+                    found.offer(
+                        Slot::Param(CandidateClass::ClientId),
+                        CandidateSource::Authorization,
+                        id.expose(),
+                    );
+                    continue;
+                }
+                Ok(None) => {}
+                // A broken Basic header is the backend's to refuse; it just names no client here.
+                Err(_) => {
+                    found.malformed = true;
+                    continue;
+                }
+            }
+        }
         match authorization::parse(header.as_bytes()) {
             Ok(Authorization::OAuth(params)) => {
                 for (name, value) in params.iter() {
@@ -166,13 +227,32 @@ pub fn extract_request(parts: &Parts, body: Option<&[u8]>, rules: &Rules) -> Req
     found.finish()
 }
 
-/// The WebSphere clone id of a session cookie value (`0000<session>:<cloneid>`): the part after the last `:`,
-/// or `None` when there is no non-empty one.
+/// The WebSphere clone id of a session cookie value (`0000<session>:<cloneid>`): the first of
+/// [`clone_ids`], or `None` when there is none.
 pub fn clone_id(cookie_value: &str) -> Option<&str> {
+    clone_ids(cookie_value).next()
+}
+
+/// The WebSphere clone ids of a session cookie value, in order: `0000<session>:<clone1>[:<clone2>...]`. The
+/// cache id and session id come before the first `:`; after a fail-over the server that took the session over
+/// appends its own clone id, and the IBM HTTP Server plug-in tries them in the order written. Empty parts are
+/// skipped.
+pub fn clone_ids(cookie_value: &str) -> impl Iterator<Item = &str> {
     cookie_value
-        .rsplit_once(':')
-        .map(|(_, id)| id)
+        .split_once(':')
+        .map_or("", |(_, rest)| rest)
+        .split(':')
         .filter(|id| !id.is_empty())
+}
+
+/// A user code as compared at the verification page: RFC 8628 §6.1 recommends servers to ignore case and
+/// punctuation a user may type (`wdjb-mjht` is `WDJBMJHT`), so both the learned and the typed value are reduced to
+/// their upper-cased letters and digits.
+pub fn normalize_user_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_uppercase)
+        .collect()
 }
 
 fn oauth_param_class(name: &str) -> Option<CandidateClass> {
@@ -193,19 +273,26 @@ fn form_param_class(
     if let Some(class) = oauth_param_class(name) {
         return Some(class);
     }
-    match (name, source, role) {
-        ("access_token", _, _) => Some(CandidateClass::Bearer),
-        ("key", _, Some(EndpointRole::ConsumerApproval)) => Some(CandidateClass::ConsumerKey),
-        ("client_id", CandidateSource::Query, _) => Some(CandidateClass::ClientId),
-        ("client_id", _, Some(EndpointRole::OAuth2Token)) => Some(CandidateClass::ClientId),
-        ("code", CandidateSource::Body, Some(EndpointRole::OAuth2Token)) => {
-            Some(CandidateClass::Code)
+    use CandidateSource::{Body, Query};
+    use EndpointRole as R;
+    Some(match (name, source, role) {
+        ("access_token", _, _) => CandidateClass::Bearer,
+        ("client_id", Query, _) => CandidateClass::ClientId,
+        (_, _, None) => return None,
+        ("key", _, Some(R::ConsumerApproval)) => CandidateClass::ConsumerKey,
+        ("client_id", Body, Some(r)) if r.authenticates_client() => CandidateClass::ClientId,
+        ("code", Body, Some(R::OAuth2Token)) => CandidateClass::Code,
+        ("refresh_token", Body, Some(R::OAuth2Token)) => CandidateClass::RefreshToken,
+        ("device_code", Body, Some(R::OAuth2Token)) => CandidateClass::DeviceCode,
+        ("token", Body, Some(R::OAuth2Revocation | R::OAuth2Introspection)) => {
+            CandidateClass::IssuedToken
         }
-        ("refresh_token", CandidateSource::Body, Some(EndpointRole::OAuth2Token)) => {
-            Some(CandidateClass::RefreshToken)
-        }
-        _ => None,
-    }
+        ("user_code", _, Some(R::OAuth2DeviceVerification)) => CandidateClass::UserCode,
+        ("request_uri", _, Some(R::OAuth2Authorize)) => CandidateClass::RequestUri,
+        ("id_token_hint", _, Some(R::OidcEndSession)) => CandidateClass::IdTokenHint,
+        ("sid", _, Some(R::OidcEndSession)) => CandidateClass::Sid,
+        _ => return None,
+    })
 }
 
 /// `name=value` pairs of a `Cookie` header (RFC 6265 §4.2.1, leniently: whitespace trimmed, quotes removed,
@@ -270,8 +357,14 @@ impl<'a> Collector<'a> {
         match crate::oauth::percent::parse_form(form) {
             Ok(pairs) => {
                 for (name, value) in &pairs {
-                    if let Some(class) = form_param_class(name, source, role) {
-                        self.offer(Slot::Param(class), source, value);
+                    match form_param_class(name, source, role) {
+                        Some(CandidateClass::UserCode) => self.offer(
+                            Slot::Param(CandidateClass::UserCode),
+                            source,
+                            &normalize_user_code(value),
+                        ),
+                        Some(class) => self.offer(Slot::Param(class), source, value),
+                        None => {}
                     }
                 }
             }
@@ -589,21 +682,227 @@ mod tests {
         assert!(C::OAuthToken.accepts(CredentialKind::AccessToken));
         assert!(!C::OAuthToken.accepts(CredentialKind::ConsumerKey));
         assert!(!C::SessionCookie.accepts(CredentialKind::BearerToken));
-        assert_eq!(C::Bearer.kinds(), [CredentialKind::BearerToken]);
+        assert_eq!(
+            C::Bearer.kinds(),
+            [
+                CredentialKind::BearerToken,
+                CredentialKind::RegistrationAccessToken
+            ]
+        );
+        assert!(C::IssuedToken.accepts(CredentialKind::RefreshToken));
+        assert!(!C::IssuedToken.accepts(CredentialKind::Code));
+        assert!(!C::UserCode.accepts(CredentialKind::DeviceCode));
+        assert!(!C::IdTokenHint.accepts(CredentialKind::BearerToken));
     }
 
     #[test]
-    fn clone_id_is_the_part_after_the_last_colon() {
-        let cases: &[(&str, Option<&str>)] = &[
-            ("0000abcDEF:lbcq_1", Some("lbcq_1")),
-            ("0000abc:c1:c2", Some("c2")),
-            ("0000abc", None),
-            ("0000abc:", None),
-            (":x", Some("x")),
-            ("", None),
+    fn clone_ids_are_the_parts_after_the_session_id_in_order() {
+        let cases: &[(&str, &[&str])] = &[
+            ("0000abcDEF:lbcq_1", &["lbcq_1"]),
+            ("0000abc:c1:c2", &["c1", "c2"]),
+            ("0000abc::c2:", &["c2"]),
+            ("0000abc", &[]),
+            ("0000abc:", &[]),
+            (":x", &["x"]),
+            ("", &[]),
         ];
         for &(value, want) in cases {
-            assert_eq!(clone_id(value), want, "{value}");
+            assert_eq!(clone_ids(value).collect::<Vec<_>>(), want, "{value}");
+            assert_eq!(clone_id(value), want.first().copied(), "{value}");
+        }
+    }
+
+    fn basic(credentials: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn oauth2_family_requests_yield_their_candidates() {
+        let b = basic("cid:secret");
+        let b_enc = basic("urn%3Acid:se%3Acret");
+        let cases: &[(&str, Headers<'_>, Option<&[u8]>, Want<'_>)] = &[
+            // RFC 6749 §2.3.1 client authentication, on each endpoint where a client authenticates.
+            (
+                "/as/token",
+                &[FORM, ("authorization", &b)],
+                Some(b"grant_type=client_credentials"),
+                &[(C::ClientId, S::Authorization, "cid")],
+            ),
+            (
+                "/as/token",
+                &[FORM, ("authorization", &b_enc)],
+                Some(b"grant_type=client_credentials"),
+                &[(C::ClientId, S::Authorization, "urn:cid")],
+            ),
+            (
+                "/as/revoke",
+                &[FORM, ("authorization", &b)],
+                Some(b"token=T&token_type_hint=refresh_token"),
+                &[
+                    (C::ClientId, S::Authorization, "cid"),
+                    (C::IssuedToken, S::Body, "T"),
+                ],
+            ),
+            (
+                "/as/introspect",
+                &[FORM],
+                Some(b"token=T&token_type_hint=access_token&client_id=cid"),
+                &[(C::IssuedToken, S::Body, "T"), (C::ClientId, S::Body, "cid")],
+            ),
+            (
+                "/as/par",
+                &[FORM, ("authorization", &b)],
+                Some(b"response_type=code&client_id=cid&redirect_uri=x"),
+                &[(C::ClientId, S::Authorization, "cid")],
+            ),
+            (
+                "/as/device_authorization",
+                &[FORM],
+                Some(b"client_id=cid&scope=read"),
+                &[(C::ClientId, S::Body, "cid")],
+            ),
+            // Elsewhere `Basic` is a user's login, not a client: nothing.
+            ("/as/userinfo", &[("authorization", &b)], None, &[]),
+            ("/as/authorize?response_type=code", &[("authorization", &b)], None, &[]),
+            ("/api/data", &[("authorization", &b)], None, &[]),
+            // RFC 8628: the device code is polled at the token endpoint, the user code typed on the page.
+            (
+                "/as/token",
+                &[FORM],
+                Some(b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=D&client_id=cid"),
+                &[(C::DeviceCode, S::Body, "D"), (C::ClientId, S::Body, "cid")],
+            ),
+            (
+                "/device?user_code=wdjb-mjht",
+                &[],
+                None,
+                &[(C::UserCode, S::Query, "WDJBMJHT")],
+            ),
+            (
+                "/device",
+                &[FORM],
+                Some(b"user_code=WDJB+MJHT&action=allow"),
+                &[(C::UserCode, S::Body, "WDJBMJHT")],
+            ),
+            ("/device?user_code=--", &[], None, &[]),
+            ("/as/token", &[FORM], Some(b"user_code=X&token=T"), &[]),
+            // RFC 9126: the request URI comes back in the authorization request.
+            (
+                "/as/authorize?client_id=cid&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Abwc4",
+                &[],
+                None,
+                &[
+                    (C::ClientId, S::Query, "cid"),
+                    (C::RequestUri, S::Query, "urn:ietf:params:oauth:request_uri:bwc4"),
+                ],
+            ),
+            ("/as/token?request_uri=u", &[], None, &[]),
+            // RFC 7592: client configuration by registration access token and the client id in the path.
+            (
+                "/register/s6Bhd%2BRk",
+                &[("authorization", b"Bearer reg.at")],
+                None,
+                &[
+                    (C::ClientId, S::Path, "s6Bhd+Rk"),
+                    (C::Bearer, S::Authorization, "reg.at"),
+                ],
+            ),
+            // OpenID Connect end-session.
+            (
+                "/connect/logout?id_token_hint=eyJ.eyJ.sig&post_logout_redirect_uri=x",
+                &[],
+                None,
+                &[(C::IdTokenHint, S::Query, "eyJ.eyJ.sig")],
+            ),
+            (
+                "/session/end",
+                &[FORM],
+                Some(b"sid=S1&state=x"),
+                &[(C::Sid, S::Body, "S1")],
+            ),
+            ("/api/x?id_token_hint=i&sid=s&token=t&device_code=d", &[], None, &[]),
+            (
+                "/userinfo",
+                &[FORM],
+                Some(b"access_token=AT"),
+                &[(C::Bearer, S::Body, "AT")],
+            ),
+        ];
+        for &(uri, headers, body, want) in cases {
+            let creds = extract(uri, headers, body);
+            assert_eq!(found(&creds), want, "{uri}");
+            assert!(!creds.ambiguous && !creds.malformed, "{uri}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_basic_header_names_no_client_and_is_no_error() {
+        let cases: &[&[u8]] = &[
+            b"Basic !!!",
+            b"Basic",
+            b"basic bm8tY29sb24=",
+            b"Basic OnNlY3JldA==",
+            b"Basic /w==",
+        ];
+        for &header in cases {
+            let creds = extract(
+                "/as/token",
+                &[FORM, ("authorization", header)],
+                Some(b"grant_type=authorization_code&code=C"),
+            );
+            assert_eq!(
+                found(&creds),
+                [(C::Code, S::Body, "C")],
+                "{:?}",
+                String::from_utf8_lossy(header)
+            );
+            assert!(creds.malformed && !creds.ambiguous);
+        }
+    }
+
+    #[test]
+    fn basic_and_body_client_ids_agree_or_are_dropped_as_ambiguous() {
+        let b = basic("cid:secret");
+        let same = extract(
+            "/as/token",
+            &[FORM, ("authorization", &b)],
+            Some(b"client_id=cid"),
+        );
+        assert_eq!(found(&same), [(C::ClientId, S::Authorization, "cid")]);
+        let other = extract(
+            "/as/token",
+            &[FORM, ("authorization", &b)],
+            Some(b"client_id=evil"),
+        );
+        assert!(other.is_empty() && other.ambiguous);
+    }
+
+    #[test]
+    fn a_basic_secret_never_becomes_a_candidate() {
+        let b = basic("cid:canary-secret");
+        let creds = extract("/as/token", &[FORM, ("authorization", &b)], Some(b""));
+        assert!(creds
+            .candidates
+            .iter()
+            .all(|c| !c.value.expose().contains("canary")));
+    }
+
+    #[test]
+    fn user_codes_normalise_case_and_punctuation() {
+        let cases = [
+            ("WDJB-MJHT", "WDJBMJHT"),
+            ("wdjb mjht", "WDJBMJHT"),
+            ("123-456", "123456"),
+            ("ß-x", "SSX"),
+            ("--", ""),
+        ];
+        for (typed, want) in cases {
+            assert_eq!(normalize_user_code(typed), want, "{typed}");
         }
     }
 

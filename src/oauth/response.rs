@@ -10,17 +10,23 @@
 //! | consumer approval (POST) | `key` of the request query → consumer key, [`KeyEvent::Approved`] |
 //! | request token / access token | form body `oauth_token` → request / access token |
 //! | authorize (OAuth 1) | `Location` query `oauth_token`, `oauth_verifier` → request token, verifier |
-//! | OAuth 2 authorize | `Location` query `code` → code; fragment `access_token` (implicit grant) → bearer |
-//! | OAuth 2 token | JSON `access_token`, `refresh_token` → bearer token, refresh token |
-//! | OAuth 2 registration | JSON `client_id` → client id, [`KeyEvent::Registered`] |
+//! | OAuth 2 authorize | `Location` query or fragment `code` → code, `id_token` → ID token (and its `sid`); fragment `access_token` (implicit grant) → bearer |
+//! | OAuth 2 token | JSON `access_token`, `refresh_token`, `id_token` → bearer token, refresh token, ID token (and its `sid`) |
+//! | OAuth 2 registration | JSON `client_id` → client id, [`KeyEvent::Registered`]; `registration_access_token` → registration access token; last path segment of `registration_client_uri` → client id |
+//! | OAuth 2 client configuration (RFC 7592) | JSON `registration_access_token` (a server may rotate it) |
+//! | device authorization (RFC 8628) | JSON `device_code`, `user_code` (normalised) |
+//! | pushed authorization request (RFC 9126) | JSON `request_uri` |
 //! | any | `Set-Cookie` of a configured session cookie → session cookie |
+//!
+//! The `sid` claim is read from the ID token's JWS payload without checking the signature: the token comes from
+//! the node's own answer, and `sid` is only a routing hint, never an authorization.
 
 use http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
 use crate::oauth::percent::parse_form;
-use crate::oauth::request::unquote;
+use crate::oauth::request::{normalize_user_code, unquote};
 use crate::oauth::{CredentialKind, CredentialValue, EndpointRole, Rules};
 
 /// A consumer key (or OAuth 2 client id) appeared on a node: the proxy refreshes the other nodes so that they
@@ -59,6 +65,45 @@ impl Learned {
         }
         self.credentials.push((kind, CredentialValue::new(value)));
     }
+
+    /// An ID token, and the `sid` claim it carries if any.
+    fn push_id_token(&mut self, id_token: &str) {
+        self.push(CredentialKind::IdToken, id_token);
+        if let Some(sid) = jwt_sid(id_token) {
+            self.push(CredentialKind::Sid, &sid);
+        }
+    }
+}
+
+/// The `sid` claim of a JWS compact serialisation (`header.payload.signature`), read without verifying the
+/// signature. `None` for anything else, an encrypted (five-part) token included.
+fn jwt_sid(token: &str) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    #[derive(Deserialize)]
+    struct Claims {
+        sid: Option<String>,
+    }
+    let mut parts = token.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    // Some issuers pad anyway; the padding carries nothing.
+    let payload = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    json::<Claims>(&payload)?.sid
+}
+
+/// The last path segment of an absolute or relative URI, percent-decoded; `None` when empty.
+fn last_path_segment(uri: &str) -> Option<String> {
+    let path = uri.split(['?', '#']).next()?;
+    let path = path.split_once("://").map_or(path, |(_, rest)| {
+        rest.find('/').map_or("", |slash| &rest[slash..])
+    });
+    let (_, segment) = path.rsplit_once('/')?;
+    crate::oauth::percent::decode(segment)
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// Learns from a backend response.
@@ -132,8 +177,17 @@ pub fn learn_from_response(
             }
         }
         Some(EndpointRole::OAuth2Authorize) if redirect => {
-            if let Some(code) = location_part(headers, '?').and_then(|q| single(q, "code")) {
-                learned.push(CredentialKind::Code, &code);
+            // `response_mode` query (default for `code`) or fragment (hybrid and implicit flows).
+            for part in [location_part(headers, '?'), location_part(headers, '#')]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(code) = single(part, "code") {
+                    learned.push(CredentialKind::Code, &code);
+                }
+                if let Some(id_token) = single(part, "id_token") {
+                    learned.push_id_token(&id_token);
+                }
             }
             let fragment = location_part(headers, '#');
             if let Some(token) = fragment.and_then(|f| single(f, "access_token")) {
@@ -145,6 +199,7 @@ pub fn learn_from_response(
             struct Tokens {
                 access_token: Option<String>,
                 refresh_token: Option<String>,
+                id_token: Option<String>,
             }
             if let Some(tokens) = body.and_then(json::<Tokens>) {
                 if let Some(access) = tokens.access_token {
@@ -153,21 +208,77 @@ pub fn learn_from_response(
                 if let Some(refresh) = tokens.refresh_token {
                     learned.push(CredentialKind::RefreshToken, &refresh);
                 }
+                if let Some(id_token) = tokens.id_token {
+                    learned.push_id_token(&id_token);
+                }
             }
         }
         Some(EndpointRole::OAuth2Registration) => {
             #[derive(Deserialize)]
             struct Client {
                 client_id: String,
+                registration_access_token: Option<String>,
+                registration_client_uri: Option<String>,
             }
             if let Some(client) = body.and_then(json::<Client>) {
                 learned.push(CredentialKind::ClientId, &client.client_id);
+                if let Some(uri) = &client.registration_client_uri {
+                    // Requests to the configuration URI are routed by its last segment, usually the client id.
+                    if let Some(id) = last_path_segment(uri) {
+                        learned.push(CredentialKind::ClientId, &id);
+                    }
+                }
+                if let Some(token) = &client.registration_access_token {
+                    learned.push(CredentialKind::RegistrationAccessToken, token);
+                }
                 if !client.client_id.is_empty() {
                     learned.key_event =
                         Some(KeyEvent::Registered(CredentialValue::new(client.client_id)));
                 }
             }
         }
+        Some(EndpointRole::OAuth2ClientConfiguration) => {
+            #[derive(Deserialize)]
+            struct Client {
+                registration_access_token: Option<String>,
+            }
+            if let Some(token) = body
+                .and_then(json::<Client>)
+                .and_then(|c| c.registration_access_token)
+            {
+                learned.push(CredentialKind::RegistrationAccessToken, &token);
+            }
+        }
+        Some(EndpointRole::OAuth2DeviceAuthorization) => {
+            #[derive(Deserialize)]
+            struct Device {
+                device_code: String,
+                user_code: String,
+            }
+            if let Some(device) = body.and_then(json::<Device>) {
+                learned.push(CredentialKind::DeviceCode, &device.device_code);
+                learned.push(
+                    CredentialKind::UserCode,
+                    &normalize_user_code(&device.user_code),
+                );
+            }
+        }
+        Some(EndpointRole::OAuth2Par) => {
+            #[derive(Deserialize)]
+            struct Pushed {
+                request_uri: String,
+            }
+            if let Some(pushed) = body.and_then(json::<Pushed>) {
+                learned.push(CredentialKind::RequestUri, &pushed.request_uri);
+            }
+        }
+        Some(
+            EndpointRole::OAuth2Revocation
+            | EndpointRole::OAuth2Introspection
+            | EndpointRole::OAuth2DeviceVerification
+            | EndpointRole::OidcEndSession
+            | EndpointRole::OidcUserinfo,
+        ) => {}
         Some(EndpointRole::Authorize | EndpointRole::OAuth2Authorize) | None => {}
     }
     learned
@@ -309,6 +420,12 @@ mod tests {
 
     #[test]
     fn every_issuing_endpoint_teaches_its_credentials() {
+        let token_json = format!(r#"{{"access_token":"at","id_token":"{ID_TOKEN}"}}"#);
+        let hybrid = [(
+            "location",
+            format!("/cb#code=c2&id_token={ID_TOKEN}&state=s"),
+        )];
+        let hybrid: Vec<(&str, &str)> = hybrid.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let cases: Vec<(Case<'_>, Vec<(K, &str)>)> = vec![
             (
                 case(R::ConsumerRegistration, 200, &[JSON], br#"{"key":"ck1","other":[1,{"a":2}]}"#),
@@ -346,10 +463,96 @@ mod tests {
                 case(R::OAuth2Registration, 201, &[JSON], br#"{"client_id":"cid","client_secret":"x"}"#),
                 vec![(K::ClientId, "cid")],
             ),
+            (
+                case(R::OAuth2Registration, 201, &[JSON], br#"{"client_id":"cid","registration_access_token":"rat","registration_client_uri":"https://as.example/register/cid"}"#),
+                vec![(K::ClientId, "cid"), (K::RegistrationAccessToken, "rat")],
+            ),
+            (
+                case(R::OAuth2Registration, 201, &[JSON], br#"{"client_id":"cid","registration_client_uri":"/clients/cfg%2D9?x#y"}"#),
+                vec![(K::ClientId, "cid"), (K::ClientId, "cfg-9")],
+            ),
+            (
+                case(R::OAuth2ClientConfiguration, 200, &[JSON], br#"{"client_id":"cid","registration_access_token":"rat2"}"#),
+                vec![(K::RegistrationAccessToken, "rat2")],
+            ),
+            (
+                case(R::OAuth2DeviceAuthorization, 200, &[JSON], br#"{"device_code":"GmRh","user_code":"wdjb-mjht","verification_uri":"https://as/device","expires_in":1800}"#),
+                vec![(K::DeviceCode, "GmRh"), (K::UserCode, "WDJBMJHT")],
+            ),
+            (
+                case(R::OAuth2Par, 201, &[JSON], br#"{"request_uri":"urn:ietf:params:oauth:request_uri:6esc","expires_in":60}"#),
+                vec![(K::RequestUri, "urn:ietf:params:oauth:request_uri:6esc")],
+            ),
+            (
+                case(R::OAuth2Token, 200, &[JSON], token_json.as_bytes()),
+                vec![(K::BearerToken, "at"), (K::IdToken, ID_TOKEN), (K::Sid, "S-1")],
+            ),
+            (
+                case(R::OAuth2Token, 200, &[JSON], br#"{"id_token":"not-a-jwt"}"#),
+                vec![(K::IdToken, "not-a-jwt")],
+            ),
+            (
+                case(R::OAuth2Authorize, 302, &hybrid, b""),
+                vec![(K::Code, "c2"), (K::IdToken, ID_TOKEN), (K::Sid, "S-1")],
+            ),
         ];
         for (case, want) in cases {
             assert_eq!(creds(&case.run()), want, "{:?}", case.role);
         }
+    }
+
+    /// `{"alg":"none"}` . `{"sub":"u","sid":"S-1"}` . signature.
+    const ID_TOKEN: &str = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1Iiwic2lkIjoiUy0xIn0.c2ln";
+
+    #[test]
+    fn sid_is_read_only_from_a_three_part_token_with_a_string_claim() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (ID_TOKEN, Some("S-1")),
+            (
+                "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1Iiwic2lkIjoiUy0xIn0=.c2ln",
+                Some("S-1"),
+            ),
+            // {"sid":7}
+            ("e30.eyJzaWQiOjd9.x", None),
+            // {"sub":"u"}
+            ("e30.eyJzdWIiOiJ1In0.x", None),
+            ("a.b.c.d.e", None),
+            ("only.two", None),
+            ("e30.!!!.x", None),
+            ("", None),
+        ];
+        for &(token, want) in cases {
+            assert_eq!(jwt_sid(token).as_deref(), want, "{token}");
+        }
+    }
+
+    #[test]
+    fn revocation_introspection_and_pages_issue_nothing() {
+        for role in [
+            R::OAuth2Revocation,
+            R::OAuth2Introspection,
+            R::OAuth2DeviceVerification,
+            R::OidcEndSession,
+            R::OidcUserinfo,
+        ] {
+            let learned = case(
+                role,
+                200,
+                &[JSON],
+                br#"{"active":false,"access_token":"x","device_code":"d","request_uri":"u"}"#,
+            )
+            .run();
+            assert!(learned.is_empty(), "{role:?}");
+        }
+        let pending = case(
+            R::OAuth2Token,
+            400,
+            &[JSON],
+            br#"{"error":"authorization_pending"}"#,
+        );
+        assert!(pending.run().is_empty());
+        let par_refused = case(R::OAuth2Par, 400, &[JSON], br#"{"request_uri":"u"}"#);
+        assert!(par_refused.run().is_empty());
     }
 
     #[test]

@@ -4,6 +4,37 @@
 //! on every request. The hot-path methods ([`Rules::role_for`], [`Rules::wants_request_body`],
 //! [`Rules::wants_response_body`]) only compare a few byte strings: no allocation, no parsing of bodies.
 //!
+//! # Endpoint roles
+//!
+//! A role says what an endpoint's requests carry and what its answers issue. Learning happens only on the
+//! issuing endpoint's success answer to a request the proxy routed; routing uses what the request carries.
+//! Each role is a config name usable in `[[routing.endpoint]]`, so non-standard paths can say the same.
+//!
+//! | role | learned from its answer | routed by what the request carries |
+//! |---|---|---|
+//! | `consumer_registration` | JSON `key` → consumer key | — |
+//! | `consumer_approval` | the request's `?key=` (POST) → consumer key | `key` |
+//! | `request_token`, `access_token` | form `oauth_token` → OAuth 1 request / access token | OAuth 1 parameters |
+//! | `authorize` | `Location` `oauth_token`, `oauth_verifier` | `oauth_token` |
+//! | `oauth2_authorize` | `Location` `code`, `id_token`, fragment `access_token` | `client_id`, PAR `request_uri` (query) |
+//! | `oauth2_token` | JSON `access_token`, `refresh_token`, `id_token` (and its `sid` claim) | `code`, `refresh_token`, `device_code`, `client_id` (form or `Authorization: Basic`) |
+//! | `oauth2_registration` | RFC 7591 JSON `client_id`, RFC 7592 `registration_access_token`, the last segment of `registration_client_uri` (as a client id) | — |
+//! | `oauth2_client_configuration` | RFC 7592 JSON `registration_access_token` (rotated on update) | the bearer registration access token; the client id as the last path segment or `?client_id=` |
+//! | `oauth2_revocation` (RFC 7009), `oauth2_introspection` (RFC 7662) | — | form `token` (an access or refresh token, whatever `token_type_hint` says), `client_id` (form or Basic) |
+//! | `oauth2_device_authorization` (RFC 8628) | JSON `device_code`, `user_code` | `client_id` (form or Basic) |
+//! | `oauth2_device_verification` (RFC 8628) | — | `user_code` (query or form; compared without case and punctuation) |
+//! | `oauth2_par` (RFC 9126) | JSON `request_uri` (201) | `client_id` (form or Basic) |
+//! | `oidc_end_session` | — | `id_token_hint` → its ID token, `sid` (query or form) |
+//! | `oidc_userinfo` | — | the bearer token (header, form or query) |
+//!
+//! `token_type_hint` is not trusted to narrow the lookup: RFC 7009 §2.1 lets a server search every kind when the
+//! hint is wrong, so a `token` matches a learned access or refresh token alike. A bearer token routes to its
+//! issuer on any path; the userinfo role only makes sure a form body is read there.
+//!
+//! A path one segment below a `oauth2_registration` or `oauth2_client_configuration` suffix (RFC 7592's
+//! `https://server.example.com/register/s6BhdRkqt3`) has the role `oauth2_client_configuration`, and that
+//! segment, percent-decoded, is a client id candidate.
+//!
 //! # Default TTLs
 //!
 //! An entry lives until its TTL runs out, then routing falls back to the policy. The defaults follow how long
@@ -17,7 +48,10 @@
 //! | verifier, OAuth 2 code | 10 minutes | single-use, exchanged at once |
 //! | OAuth 1 access token | 30 days | CQ Web keeps it in memory until the node restarts; consumers reuse it for long |
 //! | OAuth 2 bearer token | 1 hour | the usual `expires_in` of OAuth 2 servers |
-//! | refresh token | 30 days | long-lived by design |
+//! | refresh token, registration access token | 30 days | long-lived by design |
+//! | device code, user code | 30 minutes | RFC 8628's example `expires_in` is 1800 s |
+//! | PAR request URI | 10 minutes | RFC 9126 suggests 5 to 600 s |
+//! | ID token, `sid` | 1 day | an expired ID token is still a valid `id_token_hint` at logout |
 //! | session cookie | 8 hours | a working day of a browser session |
 
 use std::time::Duration;
@@ -33,7 +67,8 @@ pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// The session cookie looked at when no other is configured (Java servlet containers, WebSphere).
 pub const DEFAULT_SESSION_COOKIE: &str = "JSESSIONID";
 
-/// What an endpoint does in an OAuth flow, which decides what its requests and responses carry.
+/// What an endpoint does in an OAuth flow, which decides what its requests and responses carry (see the
+/// module documentation for the table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointRole {
@@ -47,18 +82,66 @@ pub enum EndpointRole {
     Authorize,
     /// OAuth 1 token request; answers a form body with the access `oauth_token`.
     AccessToken,
-    /// OAuth 2 authorization endpoint; redirects with `code` (or a fragment `access_token`).
+    /// OAuth 2 authorization endpoint; redirects with `code` (or a fragment `access_token`, `id_token`); the
+    /// query may carry a PAR `request_uri`.
     #[serde(rename = "oauth2_authorize")]
     OAuth2Authorize,
-    /// OAuth 2 token endpoint; form body with `code`/`refresh_token`/`client_id`, answers token JSON.
+    /// OAuth 2 token endpoint; form body with `code`/`refresh_token`/`device_code`/`client_id` (or client
+    /// authentication by `Authorization: Basic`), answers token JSON.
     #[serde(rename = "oauth2_token")]
     OAuth2Token,
-    /// OAuth 2 dynamic client registration; answers JSON with `client_id`.
+    /// OAuth 2 dynamic client registration (RFC 7591); answers JSON with `client_id` and, with RFC 7592,
+    /// `registration_access_token` and `registration_client_uri`.
     #[serde(rename = "oauth2_registration")]
     OAuth2Registration,
+    /// RFC 7592 client configuration endpoint: read, update or delete a client with its registration access
+    /// token; the client id is the last path segment (or `?client_id=`).
+    #[serde(rename = "oauth2_client_configuration")]
+    OAuth2ClientConfiguration,
+    /// RFC 7009 token revocation: form `token`, `token_type_hint`, client authentication.
+    #[serde(rename = "oauth2_revocation")]
+    OAuth2Revocation,
+    /// RFC 7662 token introspection: form `token`, `token_type_hint`, client authentication.
+    #[serde(rename = "oauth2_introspection")]
+    OAuth2Introspection,
+    /// RFC 8628 device authorization: answers JSON with `device_code` and `user_code`.
+    #[serde(rename = "oauth2_device_authorization")]
+    OAuth2DeviceAuthorization,
+    /// RFC 8628 verification page, where the user enters the `user_code` (query or form).
+    #[serde(rename = "oauth2_device_verification")]
+    OAuth2DeviceVerification,
+    /// RFC 9126 pushed authorization request: answers 201 JSON with `request_uri`.
+    #[serde(rename = "oauth2_par")]
+    OAuth2Par,
+    /// OpenID Connect RP-initiated logout: `id_token_hint` and `sid` in the query or form.
+    #[serde(rename = "oidc_end_session")]
+    OidcEndSession,
+    /// OpenID Connect userinfo: a bearer token in the header, form body or query.
+    #[serde(rename = "oidc_userinfo")]
+    OidcUserinfo,
 }
 
 impl EndpointRole {
+    /// Every role, for config error messages and tests.
+    pub const ALL: [EndpointRole; 16] = [
+        EndpointRole::ConsumerRegistration,
+        EndpointRole::ConsumerApproval,
+        EndpointRole::RequestToken,
+        EndpointRole::Authorize,
+        EndpointRole::AccessToken,
+        EndpointRole::OAuth2Authorize,
+        EndpointRole::OAuth2Token,
+        EndpointRole::OAuth2Registration,
+        EndpointRole::OAuth2ClientConfiguration,
+        EndpointRole::OAuth2Revocation,
+        EndpointRole::OAuth2Introspection,
+        EndpointRole::OAuth2DeviceAuthorization,
+        EndpointRole::OAuth2DeviceVerification,
+        EndpointRole::OAuth2Par,
+        EndpointRole::OidcEndSession,
+        EndpointRole::OidcUserinfo,
+    ];
+
     /// A stable snake_case name for logs and metrics (the same as in config).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,7 +153,28 @@ impl EndpointRole {
             EndpointRole::OAuth2Authorize => "oauth2_authorize",
             EndpointRole::OAuth2Token => "oauth2_token",
             EndpointRole::OAuth2Registration => "oauth2_registration",
+            EndpointRole::OAuth2ClientConfiguration => "oauth2_client_configuration",
+            EndpointRole::OAuth2Revocation => "oauth2_revocation",
+            EndpointRole::OAuth2Introspection => "oauth2_introspection",
+            EndpointRole::OAuth2DeviceAuthorization => "oauth2_device_authorization",
+            EndpointRole::OAuth2DeviceVerification => "oauth2_device_verification",
+            EndpointRole::OAuth2Par => "oauth2_par",
+            EndpointRole::OidcEndSession => "oidc_end_session",
+            EndpointRole::OidcUserinfo => "oidc_userinfo",
         }
+    }
+
+    /// Whether a client authenticates here (RFC 6749 §2.3.1), so `Authorization: Basic` names the client:
+    /// the token, revocation, introspection, device-authorization and PAR endpoints.
+    pub fn authenticates_client(self) -> bool {
+        matches!(
+            self,
+            EndpointRole::OAuth2Token
+                | EndpointRole::OAuth2Revocation
+                | EndpointRole::OAuth2Introspection
+                | EndpointRole::OAuth2DeviceAuthorization
+                | EndpointRole::OAuth2Par
+        )
     }
 }
 
@@ -91,7 +195,8 @@ pub enum Preset {
     /// Jazz / ClearQuest Web OSLC paths: `*/oauth-request-consumer`, `*/oauth-approve-consumer`,
     /// `*/oauth-request-token`, `*/oauth-authorize`, `*/oauth-access-token`.
     Oslc,
-    /// OAuth 2: `*/authorize`, `*/token`, `*/register`.
+    /// OAuth 2 and OpenID Connect, with the paths of the RFCs' examples and of common servers (Spring
+    /// Authorization Server, Keycloak, node-oidc-provider, Ory, Auth0, Authlib); see [`Preset::rules`].
     #[serde(rename = "oauth2")]
     OAuth2,
 }
@@ -99,21 +204,37 @@ pub enum Preset {
 impl Preset {
     /// The rules of this preset.
     pub fn rules(self) -> Vec<EndpointRule> {
+        use EndpointRole as R;
         let pairs: &[(&str, EndpointRole)] = match self {
             Preset::Oslc => &[
-                (
-                    "/oauth-request-consumer",
-                    EndpointRole::ConsumerRegistration,
-                ),
-                ("/oauth-approve-consumer", EndpointRole::ConsumerApproval),
-                ("/oauth-request-token", EndpointRole::RequestToken),
-                ("/oauth-authorize", EndpointRole::Authorize),
-                ("/oauth-access-token", EndpointRole::AccessToken),
+                ("/oauth-request-consumer", R::ConsumerRegistration),
+                ("/oauth-approve-consumer", R::ConsumerApproval),
+                ("/oauth-request-token", R::RequestToken),
+                ("/oauth-authorize", R::Authorize),
+                ("/oauth-access-token", R::AccessToken),
             ],
             Preset::OAuth2 => &[
-                ("/authorize", EndpointRole::OAuth2Authorize),
-                ("/token", EndpointRole::OAuth2Token),
-                ("/register", EndpointRole::OAuth2Registration),
+                ("/authorize", R::OAuth2Authorize),
+                ("/token", R::OAuth2Token),
+                ("/register", R::OAuth2Registration),
+                ("/revoke", R::OAuth2Revocation),
+                ("/revocation", R::OAuth2Revocation),
+                ("/introspect", R::OAuth2Introspection),
+                ("/introspection", R::OAuth2Introspection),
+                ("/device_authorization", R::OAuth2DeviceAuthorization),
+                ("/device/auth", R::OAuth2DeviceAuthorization),
+                ("/auth/device", R::OAuth2DeviceAuthorization),
+                ("/device/code", R::OAuth2DeviceAuthorization),
+                ("/device", R::OAuth2DeviceVerification),
+                ("/device_verification", R::OAuth2DeviceVerification),
+                ("/device/verify", R::OAuth2DeviceVerification),
+                ("/par", R::OAuth2Par),
+                ("/par/request", R::OAuth2Par),
+                ("/logout", R::OidcEndSession),
+                ("/end_session", R::OidcEndSession),
+                ("/endsession", R::OidcEndSession),
+                ("/session/end", R::OidcEndSession),
+                ("/userinfo", R::OidcUserinfo),
             ],
         };
         pairs
@@ -256,13 +377,52 @@ impl Rules {
         self.all_form_bodies = on;
     }
 
-    /// The role of the endpoint at `path` (a query, if present, is ignored).
+    /// The role of the endpoint at `path` (a query, if present, is ignored). A path one segment below a
+    /// registration or client-configuration suffix is a client configuration endpoint.
     pub fn role_for(&self, path: &str) -> Option<EndpointRole> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         self.endpoints
             .iter()
             .find(|r| path.ends_with(r.path_suffix.as_str()))
             .map(|r| r.role)
+            .or_else(|| {
+                self.below_registration(path)
+                    .map(|_| EndpointRole::OAuth2ClientConfiguration)
+            })
+    }
+
+    /// The raw (still percent-encoded) last segment of `path` when `path` is one segment below a suffix of
+    /// role `oauth2_registration` or `oauth2_client_configuration` and no rule matches `path` itself: RFC
+    /// 7592's client configuration URI, whose last segment is the client id. A query is ignored.
+    pub fn client_configuration_segment<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        if self
+            .endpoints
+            .iter()
+            .any(|r| path.ends_with(r.path_suffix.as_str()))
+        {
+            return None;
+        }
+        self.below_registration(path)
+    }
+
+    /// The last segment of a query-less `path` whose parent ends with a registration or client-configuration
+    /// suffix (without checking that no rule matches `path` itself).
+    fn below_registration<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let (parent, segment) = path.rsplit_once('/')?;
+        if segment.is_empty() {
+            return None;
+        }
+        self.endpoints
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.role,
+                    EndpointRole::OAuth2Registration | EndpointRole::OAuth2ClientConfiguration
+                )
+            })
+            .any(|r| parent.ends_with(r.path_suffix.as_str()))
+            .then_some(segment)
     }
 
     /// Whether the proxy should buffer this request's body (up to [`Rules::max_body`]) to read credentials:
@@ -298,7 +458,10 @@ impl Rules {
         match role {
             EndpointRole::ConsumerRegistration
             | EndpointRole::OAuth2Token
-            | EndpointRole::OAuth2Registration => {
+            | EndpointRole::OAuth2Registration
+            | EndpointRole::OAuth2ClientConfiguration
+            | EndpointRole::OAuth2DeviceAuthorization
+            | EndpointRole::OAuth2Par => {
                 content_type.is_none() || is_json_content_type(content_type)
             }
             // RFC 5849 §2.1 says form-encoded; many servers label it text/plain.
@@ -307,10 +470,16 @@ impl Rules {
                     || is_form_content_type(content_type)
                     || media_type_is(content_type, b"text/plain")
             }
-            // Approval is learned from the request; authorize answers from `Location`.
+            // Approval is learned from the request; authorize answers from `Location`; the others issue
+            // nothing (revocation and introspection answer even for a token they never issued).
             EndpointRole::ConsumerApproval
             | EndpointRole::Authorize
-            | EndpointRole::OAuth2Authorize => false,
+            | EndpointRole::OAuth2Authorize
+            | EndpointRole::OAuth2Revocation
+            | EndpointRole::OAuth2Introspection
+            | EndpointRole::OAuth2DeviceVerification
+            | EndpointRole::OidcEndSession
+            | EndpointRole::OidcUserinfo => false,
         }
     }
 }
@@ -325,7 +494,10 @@ fn default_ttl(kind: CredentialKind) -> Duration {
         CredentialKind::Verifier | CredentialKind::Code => 10 * MINUTE,
         CredentialKind::AccessToken => 30 * DAY,
         CredentialKind::BearerToken => HOUR,
-        CredentialKind::RefreshToken => 30 * DAY,
+        CredentialKind::RefreshToken | CredentialKind::RegistrationAccessToken => 30 * DAY,
+        CredentialKind::DeviceCode | CredentialKind::UserCode => 30 * MINUTE,
+        CredentialKind::RequestUri => 10 * MINUTE,
+        CredentialKind::IdToken | CredentialKind::Sid => DAY,
         CredentialKind::SessionCookie => 8 * HOUR,
     })
 }
@@ -394,6 +566,56 @@ mod tests {
             ("/as/authorize", Some(EndpointRole::OAuth2Authorize)),
             ("/as/token", Some(EndpointRole::OAuth2Token)),
             ("/register", Some(EndpointRole::OAuth2Registration)),
+            ("/oauth2/revoke", Some(EndpointRole::OAuth2Revocation)),
+            ("/token/revocation", Some(EndpointRole::OAuth2Revocation)),
+            (
+                "/oauth2/introspect",
+                Some(EndpointRole::OAuth2Introspection),
+            ),
+            (
+                "/token/introspection",
+                Some(EndpointRole::OAuth2Introspection),
+            ),
+            (
+                "/oauth2/device_authorization",
+                Some(EndpointRole::OAuth2DeviceAuthorization),
+            ),
+            (
+                "/realms/r/protocol/openid-connect/auth/device",
+                Some(EndpointRole::OAuth2DeviceAuthorization),
+            ),
+            (
+                "/oauth/device/code",
+                Some(EndpointRole::OAuth2DeviceAuthorization),
+            ),
+            (
+                "/device/auth",
+                Some(EndpointRole::OAuth2DeviceAuthorization),
+            ),
+            (
+                "/device?user_code=X",
+                Some(EndpointRole::OAuth2DeviceVerification),
+            ),
+            (
+                "/oauth2/device_verification",
+                Some(EndpointRole::OAuth2DeviceVerification),
+            ),
+            (
+                "/oauth2/device/verify",
+                Some(EndpointRole::OAuth2DeviceVerification),
+            ),
+            ("/as/par", Some(EndpointRole::OAuth2Par)),
+            ("/ext/par/request", Some(EndpointRole::OAuth2Par)),
+            ("/connect/logout", Some(EndpointRole::OidcEndSession)),
+            ("/connect/endsession", Some(EndpointRole::OidcEndSession)),
+            ("/session/end", Some(EndpointRole::OidcEndSession)),
+            ("/userinfo", Some(EndpointRole::OidcUserinfo)),
+            (
+                "/register/s6BhdRkqt3",
+                Some(EndpointRole::OAuth2ClientConfiguration),
+            ),
+            ("/register/s6BhdRkqt3/", None),
+            ("/register/a/b", None),
             ("/cqweb/oauth-authorize/", None),
             ("/cqweb/myauthorize", None),
             ("/cqweb/login", None),
@@ -403,6 +625,62 @@ mod tests {
         for &(path, role) in cases {
             assert_eq!(rules.role_for(path), role, "{path}");
         }
+    }
+
+    #[test]
+    fn client_configuration_uri_is_one_segment_below_a_registration_suffix() {
+        let mut rules = Rules::from_presets(&[Preset::OAuth2]);
+        rules
+            .add_endpoint(EndpointRule {
+                path_suffix: "/admin/clients".into(),
+                role: EndpointRole::OAuth2ClientConfiguration,
+            })
+            .unwrap();
+        let cases: &[(&str, Option<&str>)] = &[
+            ("/register/s6BhdRkqt3", Some("s6BhdRkqt3")),
+            ("/as/register/a%2Fb?x=1", Some("a%2Fb")),
+            ("/admin/clients/c1", Some("c1")),
+            ("/admin/clients?client_id=c1", None),
+            ("/register/", None),
+            ("/register", None),
+            ("/register/x/y", None),
+            // A path a rule matches keeps that rule's role, even below a registration suffix.
+            ("/register/token", None),
+            ("/myregister/x", None),
+            ("/x", None),
+            ("", None),
+        ];
+        for &(path, want) in cases {
+            assert_eq!(rules.client_configuration_segment(path), want, "{path}");
+        }
+        assert_eq!(
+            rules.role_for("/admin/clients?client_id=c1"),
+            Some(EndpointRole::OAuth2ClientConfiguration)
+        );
+        assert_eq!(
+            rules.role_for("/register/token"),
+            Some(EndpointRole::OAuth2Token)
+        );
+        let oslc = Rules::from_presets(&[Preset::Oslc]);
+        assert_eq!(oslc.role_for("/cqweb/oauth-request-consumer/x"), None);
+    }
+
+    #[test]
+    fn client_authentication_roles_are_the_rfc6749_ones() {
+        let authenticating: Vec<EndpointRole> = EndpointRole::ALL
+            .into_iter()
+            .filter(|r| r.authenticates_client())
+            .collect();
+        assert_eq!(
+            authenticating,
+            [
+                EndpointRole::OAuth2Token,
+                EndpointRole::OAuth2Revocation,
+                EndpointRole::OAuth2Introspection,
+                EndpointRole::OAuth2DeviceAuthorization,
+                EndpointRole::OAuth2Par,
+            ]
+        );
     }
 
     #[test]
@@ -433,7 +711,7 @@ mod tests {
             rules.role_for("/oauth2/v1/token"),
             Some(EndpointRole::OAuth2Token)
         );
-        assert_eq!(rules.endpoints().len(), 4);
+        assert_eq!(rules.endpoints().len(), Preset::OAuth2.rules().len() + 1);
     }
 
     #[test]
@@ -534,6 +812,21 @@ mod tests {
                 true,
             ),
             (Some(OAuth2Token), ok, Some(&problem), true),
+            (Some(OAuth2Par), StatusCode::CREATED, Some(&json), true),
+            (Some(OAuth2DeviceAuthorization), ok, Some(&json), true),
+            (Some(OAuth2ClientConfiguration), ok, Some(&json), true),
+            (
+                Some(OAuth2ClientConfiguration),
+                StatusCode::NO_CONTENT,
+                None,
+                true,
+            ),
+            (Some(OAuth2Par), ok, Some(&html), false),
+            (Some(OAuth2Revocation), ok, Some(&json), false),
+            (Some(OAuth2Introspection), ok, Some(&json), false),
+            (Some(OAuth2DeviceVerification), ok, Some(&html), false),
+            (Some(OidcEndSession), StatusCode::FOUND, None, false),
+            (Some(OidcUserinfo), ok, Some(&json), false),
             (Some(RequestToken), ok, Some(&form), true),
             (Some(AccessToken), ok, Some(&text), true),
             (Some(AccessToken), ok, Some(&json), false),
@@ -575,5 +868,25 @@ mod tests {
         assert_eq!(preset, Preset::OAuth2);
         let preset: Preset = serde_json::from_str("\"oslc\"").unwrap();
         assert_eq!(preset, Preset::Oslc);
+        for role in EndpointRole::ALL {
+            let json = serde_json::to_string(&role).unwrap();
+            assert_eq!(json, format!("\"{}\"", role.as_str()));
+        }
+    }
+
+    #[test]
+    fn ttls_of_the_oauth2_family_follow_their_rfcs() {
+        let rules = Rules::from_presets(&[]);
+        let cases = [
+            (CredentialKind::DeviceCode, 30 * 60),
+            (CredentialKind::UserCode, 30 * 60),
+            (CredentialKind::RequestUri, 10 * 60),
+            (CredentialKind::RegistrationAccessToken, 30 * 86_400),
+            (CredentialKind::IdToken, 86_400),
+            (CredentialKind::Sid, 86_400),
+        ];
+        for (kind, secs) in cases {
+            assert_eq!(rules.ttl(kind), Duration::from_secs(secs), "{kind:?}");
+        }
     }
 }

@@ -9,8 +9,11 @@ use std::sync::Arc;
 use super::route::{self, Route};
 use super::{Generation, Proxy};
 use crate::affinity::{unix_now, Fingerprint, NodeSet};
+use crate::metrics::RouteReason;
 use crate::oauth::{self, CandidateClass, Specificity};
 use crate::refresh::Strategy;
+use crate::upstream::balance::Basis;
+use crate::upstream::clone_id;
 
 /// A request's routing decision, and the fingerprint of the consumer key it carries (known or not: repair
 /// needs it when the table has lost the key).
@@ -100,10 +103,21 @@ impl Proxy {
                 }
             }
         }
-        Classified {
-            route: route::decide(&hits, generation.pool.healthy()),
-            key,
+        let mut route = route::decide(&hits, generation.pool.healthy());
+        if route.reason == RouteReason::Policy && routing.session_affinity {
+            // Nothing learned: a WebSphere session cookie may still name its node by clone id.
+            if let Some(id) = clone_id::node_in_pool(&generation.pool, &credentials, route.allowed)
+            {
+                let node = NodeSet::single(id);
+                route = Route {
+                    allowed: node,
+                    reason: RouteReason::Cookie,
+                    owners: Some(node),
+                    credential: None,
+                };
+            }
         }
+        Classified { route, key }
     }
 
     /// Carries out [`plan_key_route`] and returns the nodes the request may go to.
@@ -131,7 +145,7 @@ impl Proxy {
                 route.allowed
             }
             KeyRoute::ByPolicy => {
-                let Some(node) = pool.pick(healthy).cloned() else {
+                let Some(node) = pool.pick(healthy, Basis::Affinity).cloned() else {
                     return route.allowed;
                 };
                 if owners.contains(node.id)

@@ -13,6 +13,7 @@ use super::error::ProxyError;
 use super::Generation;
 use crate::affinity::NodeSet;
 use crate::transport::body::{self, Prefix, ProxyBody, Reclaimable};
+use crate::upstream::balance::Basis;
 use crate::upstream::{InflightGuard, Node};
 
 /// A node's answer to a forwarded request.
@@ -50,6 +51,7 @@ pub(super) async fn forward(
     generation: &Generation,
     parts: &http::request::Parts,
     mut allowed: NodeSet,
+    basis: Basis,
     mut body: ProxyBody,
 ) -> Result<NodeAnswer, ProxyError> {
     let limits = &generation.config.limits;
@@ -58,7 +60,7 @@ pub(super) async fn forward(
     loop {
         let node = generation
             .pool
-            .pick(allowed)
+            .pick(allowed, basis)
             .ok_or(ProxyError::NoHealthyNode)?
             .clone();
         let (sent_body, reclaim) = Reclaimable::new(body);

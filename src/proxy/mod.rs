@@ -42,6 +42,7 @@ use crate::config::Config;
 use crate::metrics::{Metrics, RouteReason};
 use crate::refresh::Refreshes;
 use crate::transport::body::{BodyError, Prefix, ProxyBody, Relay};
+use crate::upstream::balance::Basis;
 use crate::upstream::Pool;
 use error::ProxyError;
 pub use generation::{Generation, ReloadReport, ReloadStatus};
@@ -273,7 +274,12 @@ impl Proxy {
         let allowed = self.apply_key_strategy(generation, &route).await;
 
         let started = tokio::time::Instant::now();
-        let answer = forward::forward(generation, &parts, allowed, body).await?;
+        // Requests routed by a credential do not take a turn of the balancing policy.
+        let basis = match route.reason {
+            RouteReason::Policy | RouteReason::OwnerDown => Basis::Policy,
+            _ => Basis::Affinity,
+        };
+        let answer = forward::forward(generation, &parts, allowed, basis, body).await?;
         self.shared
             .metrics
             .observe_upstream_latency(answer.node.id, started.elapsed());

@@ -5,6 +5,7 @@
 
 pub mod balance;
 pub(crate) mod client;
+pub mod clone_id;
 pub(crate) mod health;
 mod settings;
 
@@ -245,9 +246,9 @@ impl Pool {
             .fetch_or(NodeSet::single(id).bits(), Ordering::AcqRel);
     }
 
-    /// Picks a node among `allowed` with the configured policy.
-    pub fn pick(&self, allowed: NodeSet) -> Option<&Arc<Node>> {
-        let id = self.balancer.pick(allowed, |id| {
+    /// Picks a node among `allowed` with the configured policy; `basis` says whose turn it takes.
+    pub fn pick(&self, allowed: NodeSet, basis: balance::Basis) -> Option<&Arc<Node>> {
+        let id = self.balancer.pick(allowed, basis, |id| {
             self.node(id).map_or(usize::MAX, |n| n.inflight())
         })?;
         self.node(id)

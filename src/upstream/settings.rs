@@ -39,6 +39,8 @@ pub struct NodeSpec {
     pub weight: NonZeroU32,
     /// TLS server name override.
     pub sni: Option<String>,
+    /// WebSphere clone id: a session cookie ending in `:<clone_id>` routes here even when never learned.
+    pub clone_id: Option<String>,
 }
 
 /// Active health checks (`[health]`, validated).

@@ -854,7 +854,9 @@ async fn a_stalled_streamed_body_gets_408_and_the_node_is_not_blamed() {
     let (requests, _) = node.take();
     assert!(requests.is_empty());
     let pool = proxy.proxy.current().pool.clone();
-    assert!(pool.checked_healthy().contains(pool.by_name("n1").unwrap().id));
+    assert!(pool
+        .checked_healthy()
+        .contains(pool.by_name("n1").unwrap().id));
     assert_eq!(
         statuses(&exchange(proxy.addr, &get("/after", "Host: lbcq\r\n")).await),
         [200]

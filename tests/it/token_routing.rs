@@ -276,3 +276,40 @@ async fn a_token_whose_issuer_is_down_goes_to_a_healthy_node() {
     proxy.shutdown().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_websphere_session_cookie_routes_to_the_node_declaring_its_clone_id() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let text = config_text(&[("a", a.url()), ("b", b.url())], "")
+        .replace("name = \"a\"\n", "name = \"a\"\nclone_id = \"15d8ke2pl\"\n")
+        .replace("name = \"b\"\n", "name = \"b\"\nclone_id = \"15d8ke3sn\"\n");
+    let proxy = spawn_proxy(&text).await;
+    let client = http1_client();
+    for _ in 0..6 {
+        // Never learned (no Set-Cookie went through this proxy): the clone id alone decides.
+        let request = http::Request::get(format!("{}/cqweb/main", proxy.url()))
+            .header("cookie", "JSESSIONID=0000Xy3kQ-8a:15d8ke3sn")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.headers()["x-served-by"], "b");
+    }
+    // An unknown clone id is balanced as usual.
+    let mut served = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let request = http::Request::get(format!("{}/cqweb/main", proxy.url()))
+            .header("cookie", "JSESSIONID=0000Xy3kQ-8a:someoneelse")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        served.insert(
+            response.headers()["x-served-by"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(served.len(), 2, "{served:?}");
+    proxy.shutdown().await;
+}

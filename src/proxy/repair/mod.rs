@@ -24,6 +24,7 @@ use crate::affinity::{unix_now, Fingerprint, NodeSet};
 use crate::metrics::{RefreshTrigger, ReplayOutcome};
 use crate::oauth::{CredentialKind, Specificity};
 use crate::transport::body::{self, BodyError, Prefix, Prefixed, Relay};
+use crate::upstream::balance::Basis;
 
 /// What to do after a stale-credential answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +185,7 @@ impl Proxy {
             let Some(step) = plan_replay_step(pool.healthy(), tried, owners, key_missing) else {
                 break;
             };
-            let Some(target) = pool.pick(step.pick_from).cloned() else {
+            let Some(target) = pool.pick(step.pick_from, Basis::Affinity).cloned() else {
                 break;
             };
             if step.refresh_first {
@@ -197,7 +198,14 @@ impl Proxy {
             let body = Full::new(replay.clone())
                 .map_err(|never| match never {})
                 .boxed();
-            last = forward::forward(generation, parts, NodeSet::single(target.id), body).await?;
+            last = forward::forward(
+                generation,
+                parts,
+                NodeSet::single(target.id),
+                Basis::Affinity,
+                body,
+            )
+            .await?;
             let status = last.response.status();
             if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
                 if let (Some(fp), true) = (key, status.is_success()) {
