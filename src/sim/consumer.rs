@@ -31,12 +31,13 @@ use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::node::{random_hex, unix_now, Discovery, SERVED_BY};
+use super::node::{Discovery, SERVED_BY};
 use super::repository::{lock, ADMIN_PASSWORD, ADMIN_USER, USER, USER_PASSWORD};
 use super::signature::{
     form_encode, ClientCredentials, OAuthRequest, ParamLocation, SignedRequest,
 };
 use super::SimError;
+use super::{random_hex, unix_now};
 use crate::oauth::percent::{self, encode};
 use crate::secret::Secret;
 
