@@ -179,7 +179,7 @@ impl HttpClient {
                     .request(request)
                     .await
                     .map_err(|source| SimError::Request {
-                        url: url.to_string(),
+                        url: without_query(url),
                         source,
                     })?;
             let (parts, body) = response.into_parts();
@@ -187,7 +187,7 @@ impl HttpClient {
                 .collect()
                 .await
                 .map_err(|source| SimError::Body {
-                    url: url.to_string(),
+                    url: without_query(url),
                     source,
                 })?
                 .to_bytes();
@@ -200,7 +200,7 @@ impl HttpClient {
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| SimError::Timeout {
-                url: url.to_string(),
+                url: without_query(url),
             })?
     }
 
@@ -339,6 +339,14 @@ impl HttpClient {
     }
 }
 
+/// `url` without its query, for errors: a query can carry a credential (`?oauth_token=`, `?key=`, or every
+/// protocol parameter when they travel there), and credentials never appear in errors.
+fn without_query(url: &str) -> String {
+    url.split_once('?')
+        .map_or(url, |(path, _)| path)
+        .to_string()
+}
+
 /// Signs with a fresh nonce and the current time.
 pub fn sign_now(
     req: &OAuthRequest,
@@ -355,6 +363,25 @@ pub fn sign_now(
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[tokio::test]
+    async fn a_failed_request_names_its_url_without_the_query_that_carries_credentials() {
+        // A port that was just free: the connect is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = HttpClient::new(
+            super::super::tls_client_config(None).unwrap(),
+            Duration::from_secs(5),
+        );
+        let url = format!("http://127.0.0.1:{port}/cqweb/oauth-authorize?oauth_token=t0ps3cret");
+        let err = client.send(Method::GET, &url, &[], None).await.unwrap_err();
+        let text = Failure::from(err).reason();
+        assert!(text.contains("/cqweb/oauth-authorize failed"), "{text}");
+        assert!(!text.contains("t0ps3cret"), "{text}");
+    }
 
     #[test]
     fn reply_reads_the_problem_from_www_authenticate() {

@@ -68,7 +68,8 @@ pub async fn run_flows(opts: FlowOptions) -> Result<FlowReport, SimError> {
             }
         });
     }
-    let mut results = Vec::with_capacity(flows);
+    // Not `with_capacity(flows)`: a run bounded by its deadline asks for `usize::MAX` flows.
+    let mut results = Vec::new();
     while let Some(done) = workers.join_next().await {
         match done {
             Ok(done) => results.extend(done),

@@ -57,7 +57,7 @@ impl ParamMode {
 pub struct FlowOptions {
     /// Base URL of the provider or proxy (`http://host:port`, or `https://` with [`FlowOptions::ca_pem`]).
     pub target: String,
-    /// Number of flows.
+    /// Number of flows; `usize::MAX` with a [`FlowOptions::deadline`] runs flows until the deadline.
     pub flows: usize,
     /// Flows in flight at once.
     pub concurrency: usize,
