@@ -6,7 +6,7 @@
 //! consumer registration and approval. That is exactly what makes a plain balancer fail (the technote).
 //!
 //! By role:
-//! - [`server`]: the listener, connections over HTTP(S), `X-Served-By`, start and stop.
+//! - `server`: the listener, connections over HTTP(S), `X-Served-By`, start and stop.
 //! - `router`: path and method → handler, and the discovery document.
 //! - `session`: form login (which refreshes the registry) and session cookies.
 //! - `registry`: consumer registration and approval.
@@ -32,15 +32,11 @@ mod exchange;
 mod provider;
 mod registry;
 mod router;
-pub mod server;
+mod server;
 mod session;
 mod verify;
 
 pub use server::NodeServer;
-// The vocabulary moved to `sim::wire`; these keep the paths tests and tools already use.
-pub use super::wire::{
-    problem::STALE as STALE_PROBLEMS, Discovery, REALM, SERVED_BY, SESSION_COOKIE,
-};
 
 /// How one node behaves. Kept across restarts of that node.
 #[derive(Debug, Clone)]
