@@ -8,6 +8,7 @@
 //! - [`consumer`]: the scripted consumer that plays the whole friendship flow and reports per step.
 //! - [`wire`]: the vocabulary both sides speak: paths, header and parameter names, problems, documents.
 //! - [`cli`]: the `sim-nodes` and `flow` subcommands' arguments and bodies.
+//! - [`loadtest`]: `tokenroute loadtest`, many signed flows with latency and throughput figures and a chart.
 //!
 //! Nodes of a cluster run in **one process** and share an in-memory `Arc<Repository>`, which stands for the
 //! ClearQuest repository database; each node's own memory is a separate value that no other node can reach.
@@ -19,7 +20,6 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
-
 use thiserror::Error;
 
 pub mod cli;
