@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::app::App;
 use crate::config;
 use crate::sim::consumer::{run_flows, FlowOptions, FlowReport, ParamMode, Step};
+use crate::sim::wire::{param, path, BASE, FORM};
 use crate::sim::{Cluster, SimError};
 
 /// Arguments of `tokenroute demo`.
@@ -72,14 +73,19 @@ async fn front(cluster: &Cluster, token_aware: bool) -> Result<Front, DemoError>
     }
     let _ = write!(
         text,
-        "[health]\npath = \"/cqweb/health\"\ninterval = \"1s\"\n[routing]\ntoken_aware = {token_aware}\nsession_affinity = true\n"
+        "[health]\npath = \"{BASE}/{}\"\ninterval = \"1s\"\n[routing]\ntoken_aware = {token_aware}\nsession_affinity = true\n",
+        path::HEALTH
     );
     if token_aware {
         // The technote's "log in on each server", done by the proxy with a stand-in user.
-        text.push_str(
-            "[refresh]\n[[refresh.exchange]]\npath = \"/cqweb/login\"\n\
-             headers = { \"content-type\" = \"application/x-www-form-urlencoded\" }\n\
-             body = \"username=${DEMO_USER}&password=${DEMO_PASSWORD}\"\n",
+        let _ = write!(
+            text,
+            "[refresh]\n[[refresh.exchange]]\npath = \"{BASE}/{}\"\n\
+             headers = {{ \"content-type\" = \"{FORM}\" }}\n\
+             body = \"{}=${{DEMO_USER}}&{}=${{DEMO_PASSWORD}}\"\n",
+            path::LOGIN,
+            param::USERNAME,
+            param::PASSWORD,
         );
     }
     let env = |name: &str| match name {

@@ -15,12 +15,15 @@
 //! - [`admin`]: the admin HTTP API (status, reload, drain, table lookup) and the Prometheus metrics registry.
 //! - [`sim`]: the stand-in for unmodified ClearQuest-Web-like nodes and a signing OAuth 1.0a consumer.
 //! - [`demo`]: `tokenroute demo`, the technote reproduced behind a plain balancer and behind tokenroute.
+//!
+//! `sim` and `demo` are test and demonstration tools, compiled only with the cargo feature `sim` (on by default).
 //! - [`secret`]: the redacting newtype every secret travels in.
 
 pub mod admin;
 pub mod affinity;
 pub mod app;
 pub mod config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub(crate) mod logging;
 pub mod metrics;
@@ -29,6 +32,7 @@ pub mod proxy;
 pub mod refresh;
 pub mod secret;
 pub mod server;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub(crate) mod time;
 pub(crate) mod transport;

@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokenroute::app::App;
+use tokenroute::config;
+#[cfg(feature = "sim")]
 use tokenroute::sim::cli::{FlowArgs, SimNodesArgs};
-use tokenroute::{config, demo, sim};
+#[cfg(feature = "sim")]
+use tokenroute::{demo, sim};
 
 /// A reverse proxy and load balancer that routes OAuth flows to the node that can honour them.
 #[derive(Debug, Parser)]
@@ -26,12 +29,16 @@ enum Command {
     Run,
     /// Validate the configuration file and print every error found.
     Check,
+    #[cfg(feature = "sim")]
     /// Reproduce the technote: signed OAuth flows through a plain balancer and through tokenroute.
     Demo(demo::DemoArgs),
+    #[cfg(feature = "sim")]
     /// Run stand-in ClearQuest-Web-like nodes sharing one repository (for trying tokenroute by hand).
     SimNodes(SimNodesArgs),
+    #[cfg(feature = "sim")]
     /// Play signed OAuth 1.0a friendship flows against a target and print a per-step report.
     Flow(FlowArgs),
+    #[cfg(feature = "sim")]
     /// Load-test a deployment with many concurrent signed flows; prints latency percentiles, writes an SVG.
     Loadtest(sim::loadtest::LoadtestArgs),
 }
@@ -41,6 +48,7 @@ fn main() -> ExitCode {
     // The proxy logs at info by default; the tools print reports, so only warnings interleave with them.
     let default_level = match cli.command {
         None | Some(Command::Run) | Some(Command::Check) => "info",
+        #[cfg(feature = "sim")]
         Some(_) => "warn",
     };
     tracing_subscriber::fmt()
@@ -54,19 +62,23 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run_proxy(&cli.config),
         Command::Check => check(&cli.config),
+        #[cfg(feature = "sim")]
         Command::Demo(args) => tool_runtime().and_then(|rt| {
             let outcome = rt.block_on(demo::run(&args))?;
             println!("{}", demo::render(&outcome));
             Ok(exit(outcome.demonstrated()))
         }),
+        #[cfg(feature = "sim")]
         Command::SimNodes(args) => tool_runtime().and_then(|rt| {
             rt.block_on(sim::cli::sim_nodes(args, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }),
+        #[cfg(feature = "sim")]
         Command::Flow(args) => tool_runtime().and_then(|rt| {
             let report = rt.block_on(sim::cli::flow(args))?;
             Ok(exit(report.failed() == 0))
         }),
+        #[cfg(feature = "sim")]
         Command::Loadtest(args) => tool_runtime().and_then(|rt| {
             let report = rt.block_on(sim::loadtest::loadtest(args))?;
             Ok(exit(report.failed == 0))
@@ -81,6 +93,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "sim")]
 fn exit(success: bool) -> ExitCode {
     if success {
         ExitCode::SUCCESS
@@ -89,6 +102,7 @@ fn exit(success: bool) -> ExitCode {
     }
 }
 
+#[cfg(feature = "sim")]
 /// The runtime for the tools (demo, stand-in nodes, consumer): default size, not configurable.
 fn tool_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("cannot start the async runtime")

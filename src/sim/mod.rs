@@ -6,7 +6,9 @@
 //! - [`cluster`]: several nodes on `127.0.0.1` around one repository; stop, restart, test hooks.
 //! - [`signature`]: RFC 5849 base string, `HMAC-SHA1` signing and verification.
 //! - [`consumer`]: the scripted consumer that plays the whole friendship flow and reports per step.
+//! - [`wire`]: the vocabulary both sides speak: paths, header and parameter names, problems, documents.
 //! - [`cli`]: the `sim-nodes` and `flow` subcommands' arguments and bodies.
+//! - [`loadtest`]: `tokenroute loadtest`, many signed flows with latency and throughput figures and a chart.
 //!
 //! Nodes of a cluster run in **one process** and share an in-memory `Arc<Repository>`, which stands for the
 //! ClearQuest repository database; each node's own memory is a separate value that no other node can reach.
@@ -15,7 +17,9 @@
 //! isolation that matters, per-node memory, is the same either way.
 
 use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use rand::RngCore;
 use thiserror::Error;
 
 pub mod cli;
@@ -25,6 +29,7 @@ pub mod loadtest;
 pub mod node;
 pub mod repository;
 pub mod signature;
+pub mod wire;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use consumer::{run_flows, FlowOptions, FlowReport, ParamMode};
@@ -107,4 +112,19 @@ pub enum SimError {
     /// A request that could not be built (bad header value or method).
     #[error("cannot build request: {0}")]
     BuildRequest(#[from] http::Error),
+}
+
+/// `bytes` random bytes as lower-case hex: keys, tokens, secrets, nonces, session ids.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Seconds since the Unix epoch (OAuth timestamps).
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

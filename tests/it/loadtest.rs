@@ -1,5 +1,6 @@
 //! The flow load tester against the stand-in cluster directly (no proxy): flows complete, latency figures
-//! cover every step, and the chart is a well-formed SVG file.
+//! cover every step, the chart is a well-formed SVG file, a duration alone bounds a run, and the summary
+//! survives a chart that cannot be written.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +23,7 @@ fn temp_svg(name: &str) -> PathBuf {
 fn args(target: String, flows: usize, svg: PathBuf) -> LoadtestArgs {
     LoadtestArgs {
         target,
-        flows,
+        flows: Some(flows),
         concurrency: 4,
         params: ParamMode::Mixed,
         duration: None,
@@ -104,8 +105,11 @@ async fn flows_complete_and_the_chart_is_a_well_formed_svg() {
     let text = std::fs::read_to_string(&svg).unwrap();
     std::fs::remove_file(&svg).unwrap();
     assert_well_formed(&text);
-    assert_eq!(text.matches("<polyline").count(), 3);
+    for series in ["p50", "p90", "p99", "requests/s", "failures/s"] {
+        assert!(text.contains(&format!("class=\"{series}\"")), "{series}");
+    }
     assert!(text.contains("step latency (ms)"));
+    assert!(text.contains("Step latency and throughput, 12 flows against "));
     cluster.shutdown().await;
 }
 
@@ -125,6 +129,10 @@ async fn a_run_past_its_duration_starts_no_more_flows_and_still_writes_the_chart
     std::fs::remove_file(&svg).unwrap();
     assert_well_formed(&text);
     assert!(text.contains("no successful step"));
+    assert!(
+        text.contains("Step latency and throughput, 0 flows against "),
+        "the title counts flows that ran"
+    );
     cluster.shutdown().await;
 }
 
@@ -136,5 +144,67 @@ async fn an_unwritable_chart_path_is_an_error_after_the_flows_ran() {
         .await
         .unwrap_err();
     assert!(err.to_string().starts_with("cannot write "), "{err}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duration_without_a_flow_count_runs_flows_until_the_time_is_up() {
+    let cluster = Cluster::builder().nodes(1).start().await.unwrap();
+    let svg = temp_svg("loadtest-until");
+    let duration = Duration::from_millis(1_500);
+    let mut a = args(cluster.node_urls()[0].clone(), 0, svg.clone());
+    a.flows = None;
+    a.duration = Some(duration);
+    let report = loadtest(a).await.unwrap();
+    std::fs::remove_file(&svg).unwrap();
+
+    assert_eq!(report.flows, None);
+    assert!(report.elapsed >= duration, "{:?}", report.elapsed);
+    assert_eq!(
+        (report.failed, report.not_run()),
+        (0, 0),
+        "{}",
+        report.render()
+    );
+    assert!(report.passed > 0);
+    // Flows started until the deadline: the last slices of the run still saw requests end.
+    let late: usize = report
+        .timeline
+        .iter()
+        .filter(|b| b.start >= duration.mul_f64(0.8) && b.end <= duration)
+        .map(|b| b.requests)
+        .sum();
+    assert!(late > 0, "no request ended in the last fifth of the run");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_that_cannot_be_written_still_leaves_the_printed_summary() {
+    let cluster = Cluster::builder().nodes(1).start().await.unwrap();
+    let svg = std::env::temp_dir().join("tokenroute-no-such-dir/x/loadtest.svg");
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenroute"))
+        .args(["loadtest", "--target", &cluster.node_urls()[0]])
+        .args(["--flows", "3", "--concurrency", "1", "--svg"])
+        .arg(&svg)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("loadtest finished within a minute")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("3 flows against ") && stdout.contains("3 passed, 0 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("all steps"), "{stdout}");
+    assert!(
+        stdout.contains("chart: not written: cannot write "),
+        "{stdout}"
+    );
+    assert!(stderr.contains("cannot write "), "{stderr}");
     cluster.shutdown().await;
 }

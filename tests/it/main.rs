@@ -1,5 +1,6 @@
 //! Every integration test in one binary: one link instead of a dozen on two cores. Each module starts real
 //! servers on `127.0.0.1:0`; `support` holds the builders they share.
+// Modules that drive the stand-in (`tokenroute::sim`) need the `sim` feature.
 // Test helpers are `pub` so every module can use them; nothing outside this binary can.
 #![allow(unreachable_pub)]
 
@@ -7,17 +8,24 @@ mod support;
 
 mod admin_api;
 mod admin_metrics;
+#[cfg(feature = "sim")]
 mod admin_wiring;
 mod certs;
 mod cli;
 mod edge;
 mod layers;
+#[cfg(feature = "sim")]
 mod loadtest;
+#[cfg(feature = "sim")]
 mod no_leaks;
 mod packaging;
 mod proxy_core;
+#[cfg(feature = "sim")]
 mod refresh_repair;
 mod reload;
+#[cfg(feature = "sim")]
 mod sim_flow;
+#[cfg(feature = "sim")]
 mod sim_tls;
+#[cfg(feature = "sim")]
 mod token_routing;

@@ -8,9 +8,9 @@ use tokenroute::secret::Secret;
 use tokenroute::sim::consumer::{
     sign_now, tls_client_config, Browser, HttpClient, ParamMode, Reply, Step, StepOutcome,
 };
-use tokenroute::sim::node::Discovery;
 use tokenroute::sim::repository::{ADMIN_PASSWORD, ADMIN_USER, USER, USER_PASSWORD};
 use tokenroute::sim::signature::{ClientCredentials, OAuthRequest, ParamLocation};
+use tokenroute::sim::wire::Discovery;
 use tokenroute::sim::{run_flows, Cluster, FlowOptions};
 
 const TIMEOUT: Duration = Duration::from_secs(10);

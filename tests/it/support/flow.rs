@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use tokenroute::secret::Secret;
 use tokenroute::sim::consumer::{tls_client_config, Browser, HttpClient};
-use tokenroute::sim::node::Discovery;
 use tokenroute::sim::repository::{ADMIN_PASSWORD, ADMIN_USER, USER, USER_PASSWORD};
 use tokenroute::sim::signature::{ClientCredentials, ParamLocation};
+use tokenroute::sim::wire::Discovery;
 
 pub const DB: &str = "cqschema";
 /// Never followed: the tests read the verifier from the redirect's `Location`.

@@ -1,5 +1,6 @@
 //! Test builders: origin servers, a proxy on 127.0.0.1:0, raw and hyper clients, throwaway certificates.
 
+#[cfg(feature = "sim")]
 pub mod flow;
 pub mod process;
 
@@ -229,6 +230,7 @@ pub fn config_text(nodes: &[(&str, String)], extra: &str) -> String {
     text
 }
 
+#[cfg(feature = "sim")]
 /// Config text fronting every node of a stand-in cluster, health-checked on its own endpoint, plus `extra`.
 pub fn cluster_config(cluster: &tokenroute::sim::Cluster, extra: &str) -> String {
     let nodes: Vec<(String, String)> = cluster
@@ -287,12 +289,15 @@ pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 pub fn test_env(name: &str) -> Option<String> {
     match name {
         "TOKENROUTE_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
+        #[cfg(feature = "sim")]
         "SIM_USER" => Some(tokenroute::sim::repository::USER.to_owned()),
+        #[cfg(feature = "sim")]
         "SIM_PASSWORD" => Some(tokenroute::sim::repository::USER_PASSWORD.to_owned()),
         _ => None,
     }
 }
 
+#[cfg(feature = "sim")]
 /// A `[refresh]` section logging in on the stand-in (`POST /cqweb/login`) with `strategy`.
 pub fn refresh_section(strategy: &str) -> String {
     format!(

@@ -1,5 +1,7 @@
 //! The real `tokenroute` binary as a child process, for tests that need a process of its own (signals, memory,
 //! crashes).
+// Memory and the admin address are read only by stand-in tests.
+#![cfg_attr(not(feature = "sim"), allow(dead_code))]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,0 +1,509 @@
+//! `tokenroute loadtest`: many concurrent signed OAuth friendship flows against a deployment, with a live
+//! progress line, a summary (flows/s, per-step latency percentiles, failures by reason) and an SVG chart of
+//! step latency percentiles, requests and failures per second over the run.
+//!
+//! The flows are the scripted consumer's ([`super::consumer`]); this module only watches them through a
+//! [`StepObserver`] and turns what it sees into figures. Latency figures count successful steps only: a
+//! failed step is counted by reason (and in the failures per second) instead, since a fast `401` would
+//! otherwise flatter the percentiles.
+//!
+//! - this file: the arguments, the run, the summary and the progress line;
+//! - `stats`: percentiles and the run cut into time slices;
+//! - `chart`: the SVG.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::consumer::{run_flows, FlowOptions, ParamMode, Step, StepEvent, StepObserver};
+use super::repository::lock;
+use super::SimError;
+
+mod chart;
+mod stats;
+
+pub use chart::render_svg;
+pub use stats::{percentile, Bucket, Percentiles, BUCKETS};
+
+use stats::{rate, timeline, Sample};
+
+/// `tokenroute loadtest`: drive signed OAuth flows against a target and chart step latency and throughput.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadtestArgs {
+    /// Base URL of the provider or proxy, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub target: String,
+    /// Number of flows [default: 200, or as many as fit in --duration when that is given].
+    #[arg(long)]
+    pub flows: Option<usize>,
+    /// Flows in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Where OAuth parameters travel.
+    #[arg(long, value_enum, default_value_t = ParamMode::Mixed)]
+    pub params: ParamMode,
+    /// Start no flow after this long, e.g. "30s" (flows in flight finish, for at most a minute more).
+    #[arg(long, value_parser = crate::config::units::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Where to write the SVG chart of latency percentiles, requests and failures per second over the run.
+    #[arg(long, default_value = "loadtest.svg")]
+    pub svg: PathBuf,
+    /// PEM file of CA certificates to trust for an https target.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+/// Flows a run starts when neither `--flows` nor `--duration` says otherwise.
+pub const DEFAULT_FLOWS: usize = 200;
+
+/// How many flows a run may start: `--flows` when given; without it [`DEFAULT_FLOWS`], or no limit (`None`)
+/// when `--duration` ends the run.
+pub fn flow_limit(flows: Option<usize>, duration: Option<Duration>) -> Option<usize> {
+    match (flows, duration) {
+        (Some(n), _) => Some(n),
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_FLOWS),
+    }
+}
+
+/// How long flows still running at the `--duration` deadline may take before the run is cut.
+pub const DRAIN_CAP: Duration = Duration::from_secs(60);
+
+/// Latency of one step across the run's flows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepLatency {
+    /// The step.
+    pub step: Step,
+    /// Its successful latencies.
+    pub latency: Percentiles,
+}
+
+/// What a load test measured.
+#[derive(Debug, Clone)]
+pub struct LoadtestReport {
+    /// The base URL.
+    pub target: String,
+    /// Flows asked for; `None` when only the duration bounded the run.
+    pub flows: Option<usize>,
+    /// Flows whose every step succeeded.
+    pub passed: usize,
+    /// Flows that stopped at a failed step.
+    pub failed: usize,
+    /// Wall time of the run, from before the first flow to after the last.
+    pub elapsed: Duration,
+    /// Per step, in flow order.
+    pub steps: Vec<StepLatency>,
+    /// Every successful step together.
+    pub all_steps: Percentiles,
+    /// `step: reason` → flows that failed so.
+    pub failures: BTreeMap<String, usize>,
+    /// The run cut into slices: latency, requests and failures of each.
+    pub timeline: Vec<Bucket>,
+    /// Where the chart goes.
+    pub svg: PathBuf,
+}
+
+impl LoadtestReport {
+    /// Flows that ran to their end, passed or failed.
+    pub fn ran(&self) -> usize {
+        self.passed + self.failed
+    }
+
+    /// Flows asked for that never finished: not started before the deadline, or cut at [`DRAIN_CAP`].
+    pub fn not_run(&self) -> usize {
+        self.flows.map_or(0, |n| n.saturating_sub(self.ran()))
+    }
+
+    /// Flows that passed, per second of the run.
+    pub fn flows_per_sec(&self) -> f64 {
+        rate(self.passed, self.elapsed)
+    }
+
+    /// The chart's title; it counts the flows that ran, not those asked for.
+    pub fn chart_title(&self) -> String {
+        format!(
+            "Step latency and throughput, {} flows against {}",
+            self.ran(),
+            self.target
+        )
+    }
+
+    /// The summary as text: totals, a per-step latency table, failures by reason.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let asked = match self.flows {
+            Some(n) => format!("{n} flows"),
+            None => format!("{} flows (until the time was up)", self.ran()),
+        };
+        let _ = writeln!(
+            out,
+            "{asked} against {}: {} passed, {} failed, {} not run in {:.1} s ({:.1} flows/s)",
+            self.target,
+            self.passed,
+            self.failed,
+            self.not_run(),
+            self.elapsed.as_secs_f64(),
+            self.flows_per_sec()
+        );
+        let _ = writeln!(
+            out,
+            "{:<16}{:>8}{:>11}{:>11}{:>11}",
+            "step", "ok", "p50 ms", "p90 ms", "p99 ms"
+        );
+        let rows = self
+            .steps
+            .iter()
+            .map(|s| (s.step.as_str(), s.latency))
+            .chain([("all steps", self.all_steps)]);
+        for (name, p) in rows {
+            let _ = writeln!(
+                out,
+                "{name:<16}{:>8}{:>11.2}{:>11.2}{:>11.2}",
+                p.count,
+                ms(p.p50),
+                ms(p.p90),
+                ms(p.p99)
+            );
+        }
+        if self.failures.is_empty() {
+            out.push_str("no failures");
+        } else {
+            out.push_str("failures by reason:");
+            let mut reasons: Vec<_> = self.failures.iter().collect();
+            reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (reason, count) in reasons {
+                let _ = write!(out, "\n{count:>8}  {reason}");
+            }
+        }
+        out
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// What the observer collects while flows run.
+#[derive(Debug)]
+struct Recorder {
+    start: Instant,
+    passed: AtomicUsize,
+    failed: AtomicUsize,
+    samples: Mutex<Vec<Sample>>,
+    failures: Mutex<BTreeMap<String, usize>>,
+}
+
+impl Recorder {
+    fn record(&self, event: &StepEvent<'_>) {
+        lock(&self.samples).push(Sample {
+            step: event.step,
+            ended: self.start.elapsed(),
+            latency: event.latency,
+            ok: event.failure.is_none(),
+        });
+        match event.failure {
+            None if event.step == Step::Read3 => {
+                self.passed.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {}
+            Some(failure) => {
+                let reason = format!("{}: {}", event.step.as_str(), failure.reason());
+                *lock(&self.failures).entry(reason).or_default() += 1;
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Runs the load test: flows with a progress line on stderr, then the chart in `args.svg` and the summary on
+/// stdout. Errors when the run cannot start (bad target, CA file), or, after the summary is printed, when the
+/// chart cannot be written; failures of the target are in the report.
+pub async fn loadtest(args: LoadtestArgs) -> Result<LoadtestReport, SimError> {
+    let report = run(&args).await?;
+    let written = write_chart(&report).await;
+    let chart = match &written {
+        Ok(()) => format!("chart: {}", report.svg.display()),
+        Err(e) => format!("chart: not written: {}", error_chain(e)),
+    };
+    println!("{}\n{chart}", report.render());
+    written.map(|()| report)
+}
+
+/// Runs the flows and turns what the observer saw into a report.
+async fn run(args: &LoadtestArgs) -> Result<LoadtestReport, SimError> {
+    let limit = flow_limit(args.flows, args.duration);
+    let expected = limit.unwrap_or(1_000).min(100_000);
+    let recorder = Arc::new(Recorder {
+        start: Instant::now(),
+        passed: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+        samples: Mutex::new(Vec::with_capacity(expected * Step::ALL.len())),
+        failures: Mutex::new(BTreeMap::new()),
+    });
+    let observer = {
+        let recorder = recorder.clone();
+        StepObserver::new(move |event| recorder.record(event))
+    };
+    let mut opts = FlowOptions::new(args.target.clone())
+        .flows(limit.unwrap_or(usize::MAX))
+        .concurrency(args.concurrency)
+        .params(args.params)
+        .observer(observer);
+    if let Some(path) = &args.ca {
+        opts = opts.ca_pem(super::consumer::read_ca_file(path).await?);
+    }
+    if let Some(duration) = args.duration {
+        opts = opts.deadline(tokio::time::Instant::now() + duration);
+    }
+
+    let goal = Goal {
+        flows: limit,
+        duration: args.duration,
+    };
+    let progress = tokio::spawn(show_progress(recorder.clone(), goal));
+    let run = run_flows(opts);
+    let outcome = match args.duration {
+        Some(duration) => match tokio::time::timeout(duration + DRAIN_CAP, run).await {
+            Ok(result) => result.map(drop),
+            Err(_elapsed) => {
+                tracing::warn!(cap = ?DRAIN_CAP, "flows still running after the drain cap were cut");
+                Ok(())
+            }
+        },
+        None => run.await.map(drop),
+    };
+    let elapsed = recorder.start.elapsed();
+    progress.abort();
+    let _ = progress.await;
+    draw_progress(&recorder, goal, true);
+    outcome?;
+
+    let samples = std::mem::take(&mut *lock(&recorder.samples));
+    let failures = std::mem::take(&mut *lock(&recorder.failures));
+    let latencies = |keep: &dyn Fn(&Sample) -> bool| {
+        let mut l: Vec<Duration> = samples
+            .iter()
+            .filter(|s| s.ok && keep(s))
+            .map(|s| s.latency)
+            .collect();
+        Percentiles::of(&mut l)
+    };
+    Ok(LoadtestReport {
+        target: args.target.clone(),
+        flows: limit,
+        passed: recorder.passed.load(Ordering::Relaxed),
+        failed: recorder.failed.load(Ordering::Relaxed),
+        elapsed,
+        steps: Step::ALL
+            .iter()
+            .map(|&step| StepLatency {
+                step,
+                latency: latencies(&|s| s.step == step),
+            })
+            .collect(),
+        all_steps: latencies(&|_| true),
+        failures,
+        timeline: timeline(&samples, elapsed),
+        svg: args.svg.clone(),
+    })
+}
+
+async fn write_chart(report: &LoadtestReport) -> Result<(), SimError> {
+    let svg = render_svg(&report.timeline, &report.chart_title());
+    tokio::fs::write(&report.svg, svg)
+        .await
+        .map_err(|source| SimError::Write {
+            path: report.svg.display().to_string(),
+            source,
+        })
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let _ = write!(text, ": {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// What ends the run, for the progress bar: a number of flows, a duration, or both.
+#[derive(Debug, Clone, Copy)]
+struct Goal {
+    flows: Option<usize>,
+    duration: Option<Duration>,
+}
+
+/// Redraws the progress line every 200 ms on a terminal; elsewhere (a log, CI) prints a line every 5 s.
+async fn show_progress(recorder: Arc<Recorder>, goal: Goal) {
+    let terminal = std::io::stderr().is_terminal();
+    let period = Duration::from_millis(if terminal { 200 } else { 5_000 });
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        draw_progress(&recorder, goal, false);
+    }
+}
+
+fn draw_progress(recorder: &Recorder, goal: Goal, last: bool) {
+    const WIDTH: usize = 30;
+    let passed = recorder.passed.load(Ordering::Relaxed);
+    let failed = recorder.failed.load(Ordering::Relaxed);
+    let done = passed + failed;
+    let elapsed = recorder.start.elapsed();
+    // The bar follows the flow count when there is one, else the clock.
+    let (fraction, count) = match (goal.flows, goal.duration) {
+        (Some(n), _) => (
+            if n == 0 { 1.0 } else { done as f64 / n as f64 },
+            format!("{done}/{n} flows"),
+        ),
+        (None, Some(d)) => (
+            elapsed.as_secs_f64() / d.as_secs_f64().max(f64::EPSILON),
+            format!("{done} flows"),
+        ),
+        (None, None) => (1.0, format!("{done} flows")),
+    };
+    let filled = ((fraction * WIDTH as f64) as usize).min(WIDTH);
+    let line = format!(
+        "[{}{}] {count}  {:.1} flows/s  {failed} failed  {:.1} s",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled),
+        rate(done, elapsed),
+        elapsed.as_secs_f64()
+    );
+    let mut err = std::io::stderr().lock();
+    let _ = if std::io::stderr().is_terminal() {
+        // \r back to column 0, then clear the rest of the line (ANSI EL).
+        write!(err, "\r{line}\x1b[K{}", if last { "\n" } else { "" })
+    } else {
+        writeln!(err, "{line}")
+    };
+    let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms_list(values: &[u64]) -> Vec<Duration> {
+        values.iter().map(|&v| Duration::from_millis(v)).collect()
+    }
+
+    #[test]
+    fn arguments_parse_with_their_defaults_and_a_duration() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: LoadtestArgs,
+        }
+        let a = Cli::try_parse_from(["t", "--target", "http://x:1"])
+            .unwrap()
+            .args;
+        assert_eq!(
+            (a.flows, a.concurrency, a.params),
+            (None, 16, ParamMode::Mixed)
+        );
+        assert_eq!((a.duration, a.svg.to_str()), (None, Some("loadtest.svg")));
+        let a = Cli::try_parse_from([
+            "t",
+            "--target",
+            "x",
+            "--duration",
+            "1m30s",
+            "--svg",
+            "o.svg",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(a.duration, Some(Duration::from_secs(90)));
+        assert!(Cli::try_parse_from(["t", "--target", "x", "--duration", "soon"]).is_err());
+    }
+
+    #[test]
+    fn a_duration_without_a_flow_count_sets_no_flow_limit() {
+        let secs = Some(Duration::from_secs(30));
+        let cases = [
+            (None, None, Some(DEFAULT_FLOWS)),
+            (None, secs, None),
+            (Some(50), None, Some(50)),
+            (Some(50), secs, Some(50)),
+            (Some(0), secs, Some(0)),
+        ];
+        for (flows, duration, limit) in cases {
+            assert_eq!(flow_limit(flows, duration), limit, "{flows:?} {duration:?}");
+        }
+    }
+
+    fn report(flows: Option<usize>, passed: usize, failed: usize) -> LoadtestReport {
+        let mut failures = BTreeMap::new();
+        if failed > 0 {
+            failures.insert("read 1: 401 token_rejected".to_string(), failed);
+        }
+        LoadtestReport {
+            target: "http://127.0.0.1:1".into(),
+            flows,
+            passed,
+            failed,
+            elapsed: Duration::from_secs(2),
+            steps: vec![StepLatency {
+                step: Step::Discovery,
+                latency: Percentiles::of(&mut ms_list(&[1, 2, 3])),
+            }],
+            all_steps: Percentiles::of(&mut ms_list(&[1, 2, 3])),
+            failures,
+            timeline: Vec::new(),
+            svg: "x.svg".into(),
+        }
+    }
+
+    #[test]
+    fn report_renders_totals_steps_and_failures() {
+        let report = report(Some(10), 7, 2);
+        assert_eq!(report.not_run(), 1);
+        assert_eq!(report.flows_per_sec(), 3.5);
+        let text = report.render();
+        assert!(
+            text.starts_with("10 flows against http://127.0.0.1:1: 7 passed, 2 failed, 1 not run"),
+            "{text}"
+        );
+        assert!(text.contains("discovery"));
+        assert!(
+            text.ends_with("       2  read 1: 401 token_rejected"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_run_bounded_by_time_only_counts_what_ran_and_nothing_as_not_run() {
+        let report = report(None, 41, 0);
+        assert_eq!(report.not_run(), 0);
+        let text = report.render();
+        assert!(
+            text.starts_with(
+                "41 flows (until the time was up) against http://127.0.0.1:1: 41 passed"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("no failures"));
+    }
+
+    #[test]
+    fn the_chart_title_counts_flows_that_ran_not_flows_asked_for() {
+        assert_eq!(
+            report(Some(1_000), 3, 1).chart_title(),
+            "Step latency and throughput, 4 flows against http://127.0.0.1:1"
+        );
+        assert!(report(Some(1_000), 0, 0)
+            .chart_title()
+            .contains(", 0 flows "));
+    }
+}
