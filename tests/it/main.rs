@@ -11,6 +11,7 @@ mod admin_wiring;
 mod cli;
 mod loadtest;
 mod no_leaks;
+mod oauth2_sim;
 mod proxy_core;
 mod refresh_repair;
 mod reload;

@@ -516,10 +516,13 @@ impl Flow<'_> {
         let (id, secret) = (&client.info.client_id, &client.info.client_secret);
         match self.auth {
             AuthMethod::Basic => headers.push((AUTHORIZATION, basic::encode(id, secret))),
-            AuthMethod::Post => pairs.extend([
-                ("client_id", id.as_str()),
-                ("client_secret", secret.as_str()),
-            ]),
+            AuthMethod::Post => {
+                // A pushed authorization request already names the client; a parameter must not repeat.
+                if !pairs.iter().any(|(n, _)| *n == "client_id") {
+                    pairs.push(("client_id", id));
+                }
+                pairs.push(("client_secret", secret));
+            }
         }
         Ok(self
             .ctx
