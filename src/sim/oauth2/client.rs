@@ -782,8 +782,12 @@ fn expect(reply: Reply, status: StatusCode) -> Result<Reply, Failure> {
 }
 
 fn parse<T: DeserializeOwned>(reply: &Reply) -> Result<T, Failure> {
-    serde_json::from_slice(&reply.body)
-        .map_err(|e| Failure::wrong(reply, format!("unexpected JSON: {e}")))
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        Failure::wrong(
+            reply, // Position only: serde's message can quote a value, and values here are credentials.
+            format!("unexpected JSON at line {} column {}", e.line(), e.column()),
+        )
+    })
 }
 
 /// `application/x-www-form-urlencoded` pairs (also a valid query string).
