@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod consumer;
 pub mod loadtest;
 pub mod node;
+pub mod oauth2;
 pub mod repository;
 pub mod signature;
 pub mod wire;

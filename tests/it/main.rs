@@ -18,6 +18,8 @@ mod layers;
 mod loadtest;
 #[cfg(feature = "sim")]
 mod no_leaks;
+#[cfg(feature = "sim")]
+mod oauth2_sim;
 mod packaging;
 mod proxy_core;
 #[cfg(feature = "sim")]
