@@ -193,6 +193,8 @@ role = "magic"
 
 [affinity]
 max_entries = 0
+journal_fsync = "sometimes"
+journal_fsync_interval = "0s"
 "#;
         let keys = invalid_keys(text);
         for want in [
@@ -213,6 +215,8 @@ max_entries = 0
             "routing.endpoint[0].path_suffix",
             "routing.endpoint[1].role",
             "affinity.max_entries",
+            "affinity.journal_fsync",
+            "affinity.journal_fsync_interval",
         ] {
             assert!(keys.iter().any(|k| k == want), "missing {want} in {keys:?}");
         }
@@ -268,6 +272,14 @@ max_entries = 0
         assert_eq!(
             shipped.affinity.sweep_interval,
             defaults.affinity.sweep_interval
+        );
+        assert_eq!(
+            shipped.affinity.journal_fsync,
+            defaults.affinity.journal_fsync
+        );
+        assert_eq!(
+            defaults.affinity.journal_fsync,
+            crate::affinity::journal::Fsync::DEFAULT
         );
     }
 
