@@ -9,6 +9,7 @@ mod admin_api;
 mod admin_metrics;
 mod admin_wiring;
 mod cli;
+mod crash;
 mod loadtest;
 mod no_leaks;
 mod proxy_core;
