@@ -5,18 +5,23 @@
 //! - [`table`]: the bounded, sharded in-process table with TTLs, eviction and counters, and the
 //!   [`AffinityStore`] interface a shared store would implement.
 //! - [`snapshot`]: saving and restoring the table across restarts (owners by node name, key beside it).
+//! - [`journal`]: the append-only journal beside the snapshot, so that `kill -9` loses nothing learned;
+//!   compacted into each snapshot. [`open_persistent`] opens snapshot and journal together.
 //!
 //! Entries are learned only from backend responses (see [`crate::oauth::response`]); request data is only
 //! ever looked up.
 
 mod files;
 pub mod fingerprint;
+pub mod journal;
 pub mod owners;
+mod persist;
 pub mod snapshot;
 pub mod table;
 
 pub use fingerprint::{Fingerprint, FingerprintKey};
 pub use owners::{NodeId, NodeSet, MAX_NODES};
+pub use persist::{open_persistent, RestoreReport};
 pub use table::{unix_now, AffinityStore, Entry, LearnOutcome, Table, TableStats};
 
 use std::path::PathBuf;
@@ -70,11 +75,21 @@ pub enum AffinityError {
         /// Its version.
         version: u32,
     },
-    /// The snapshot was written under another fingerprint key, so none of its fingerprints can match.
+    /// The snapshot or journal segment was written under another fingerprint key, so none of its
+    /// fingerprints can match.
     #[error("{} was written with another fingerprint key", path.display())]
     KeyMismatch {
-        /// The snapshot.
+        /// The snapshot or journal segment.
         path: PathBuf,
+    },
+    /// A journal segment was written by a version of tokenroute whose format this one does not read. Refused
+    /// rather than truncated, so that a downgrade never destroys what a newer version recorded.
+    #[error("{} has journal format version {version}, this build reads version {}", path.display(), journal::record::VERSION)]
+    JournalVersion {
+        /// The segment.
+        path: PathBuf,
+        /// Its version.
+        version: u8,
     },
 }
 

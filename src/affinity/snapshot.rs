@@ -18,6 +18,8 @@
 //! - Only fingerprints are written, never a credential. The file is written atomically (temporary file, then
 //!   rename) with mode 0600; the fingerprint key lives beside it in `<snapshot>.key` ([`key_path`]).
 //! - Expired entries are skipped on save and on load; an unreadable line is skipped and counted.
+//! - Saving a table that has a journal compacts it: the journal segments the snapshot covers are deleted
+//!   once it is in place ([`crate::affinity::journal`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -108,6 +110,12 @@ pub fn save(
         key_check: key.check_value().to_string(),
         nodes: nodes.iter().map(|(_, name)| name.clone()).collect(),
     };
+    // A journalled table: start a new segment before reading the table, delete the old ones only once the
+    // snapshot covering them is in place (see `journal`).
+    let compaction = table
+        .journal()
+        .filter(|j| j.base() == path)
+        .map(|j| j.begin_compaction());
     files::write_private(path, Replace::Yes, |w| {
         serde_json::to_writer(&mut *w, &header)?;
         w.write_all(b"\n")?;
@@ -134,6 +142,9 @@ pub fn save(
         }
         Ok(())
     })?;
+    if let Some(compaction) = compaction {
+        compaction.finish();
+    }
     Ok(report)
 }
 

@@ -14,6 +14,13 @@
 //!   an empty set, because "a known key nobody holds yet" tells the router to refresh a node first rather than
 //!   fall back to the policy.
 //!
+//! # Persistence
+//!
+//! A table opened by [`crate::affinity::open_persistent`] carries a [`Journal`]: every mutation below that
+//! changes routing appends its record before returning, holding the journal's mutex across the change so
+//! the file's order is the order of effect (see [`crate::affinity::journal`]). [`Table::lookup`] never
+//! touches it. A table from [`Table::new`] has no journal and behaves exactly as before.
+//!
 //! # Bounds and eviction
 //!
 //! At most `max_entries` entries (a few concurrent inserts may overshoot by one each). When an insert finds the
@@ -26,12 +33,13 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 
+use crate::affinity::journal::{Journal, JournalStats, Record, Writer};
 use crate::affinity::{Fingerprint, NodeId, NodeSet};
 use crate::oauth::{CredentialKind, Specificity};
 
@@ -158,6 +166,8 @@ struct Shared {
     expiries: AtomicU64,
     /// Set while one thread evicts, so that a burst of inserts on a full table runs one eviction, not many.
     evicting: AtomicBool,
+    /// Set once, after replay, by [`Table::attach_journal`]; read (one atomic load) by mutations only.
+    journal: OnceLock<Journal>,
 }
 
 impl Table {
@@ -172,6 +182,7 @@ impl Table {
                 evictions: AtomicU64::new(0),
                 expiries: AtomicU64::new(0),
                 evicting: AtomicBool::new(false),
+                journal: OnceLock::new(),
             }),
         }
     }
@@ -193,6 +204,7 @@ impl Table {
         now: u64,
     ) -> LearnOutcome {
         let s = &self.shared;
+        let mut journal = self.journal_writer();
         let fresh = Entry::new(
             kind,
             NodeSet::single(owner),
@@ -201,10 +213,10 @@ impl Table {
         if s.len.load(Ordering::Relaxed) >= s.max_entries && !s.map.contains_key(&fp) {
             self.make_room(now);
         }
-        match s.map.entry(fp) {
+        let (outcome, stored) = match s.map.entry(fp) {
             MapEntry::Occupied(mut occupied) => {
                 let entry = occupied.get_mut();
-                if entry.is_expired(now) {
+                let outcome = if entry.is_expired(now) {
                     *entry = fresh;
                     s.expiries.fetch_add(1, Ordering::Relaxed);
                     s.inserts.fetch_add(1, Ordering::Relaxed);
@@ -216,46 +228,65 @@ impl Table {
                 } else {
                     *entry = fresh;
                     LearnOutcome::Replaced
-                }
+                };
+                (outcome, *entry)
             }
             MapEntry::Vacant(vacant) => {
                 vacant.insert(fresh);
                 s.len.fetch_add(1, Ordering::Relaxed);
                 s.inserts.fetch_add(1, Ordering::Relaxed);
-                LearnOutcome::Inserted
+                (LearnOutcome::Inserted, fresh)
             }
+        };
+        if let Some(journal) = &mut journal {
+            journal.put(fp, stored);
         }
+        outcome
     }
 
     /// Adds `node` to the owner set of a live-or-expired entry `fp`. Whether the entry exists.
     pub fn add_owner(&self, fp: Fingerprint, node: NodeId) -> bool {
-        match self.shared.map.get_mut(&fp) {
+        let mut journal = self.journal_writer();
+        let stored = match self.shared.map.get_mut(&fp) {
             Some(mut entry) => {
                 entry.owners = entry.owners.with(node);
-                true
+                *entry
             }
-            None => false,
+            None => return false,
+        };
+        if let Some(journal) = &mut journal {
+            journal.put(fp, stored);
         }
+        true
     }
 
     /// Removes `node` from the owner set of `fp`; a token entry left with no owner is dropped. Whether the
     /// entry existed.
     pub fn remove_owner(&self, fp: Fingerprint, node: NodeId) -> bool {
-        let mut existed = false;
+        let mut journal = self.journal_writer();
+        let mut stored = None;
         let removed = self.shared.map.remove_if_mut(&fp, |_, entry| {
-            existed = true;
             entry.owners = entry.owners.without(node);
+            stored = Some(*entry);
             entry.owners.is_empty() && !entry.is_key()
         });
         if removed.is_some() {
             self.shared.len.fetch_sub(1, Ordering::Relaxed);
         }
-        existed
+        if let (Some(journal), Some(entry)) = (&mut journal, stored) {
+            if removed.is_some() {
+                journal.append(&Record::Delete { fp });
+            } else {
+                journal.put(fp, entry);
+            }
+        }
+        stored.is_some()
     }
 
     /// Removes `node` from every owner set (the node left the pool); token entries left with no owner are
     /// dropped. Returns how many entries were dropped. Visits the whole map: a reload-time operation.
     pub fn remove_node(&self, node: NodeId) -> usize {
+        let mut journal = self.journal_writer();
         let mut dropped = 0;
         self.shared.map.retain(|_, entry| {
             entry.owners = entry.owners.without(node);
@@ -264,6 +295,9 @@ impl Table {
             keep
         });
         self.shared.len.fetch_sub(dropped, Ordering::Relaxed);
+        if let Some(journal) = &mut journal {
+            journal.append(&Record::RemoveNode { node });
+        }
         dropped
     }
 
@@ -271,6 +305,7 @@ impl Table {
     /// Used after a node was refreshed: it then holds every key the shared repository holds. One pass over the
     /// table, so meant for rare events (refreshes), not the request path.
     pub fn add_owner_to_kinds(&self, node: NodeId, kinds: &[CredentialKind]) -> usize {
+        let mut journal = self.journal_writer();
         let mut touched = 0;
         self.shared.map.iter_mut().for_each(|mut entry| {
             if kinds.contains(&entry.kind) && !entry.owners.contains(node) {
@@ -278,16 +313,54 @@ impl Table {
                 touched += 1;
             }
         });
+        if let Some(journal) = journal.as_mut().filter(|_| touched > 0) {
+            journal.append(&Record::AddOwnerToKinds {
+                node,
+                kinds: kinds.to_vec(),
+            });
+        }
         touched
     }
 
     /// Removes the entry of `fp` (admin). Whether there was one.
     pub fn forget(&self, fp: Fingerprint) -> bool {
+        let mut journal = self.journal_writer();
         let removed = self.shared.map.remove(&fp).is_some();
         if removed {
             self.shared.len.fetch_sub(1, Ordering::Relaxed);
+            if let Some(journal) = &mut journal {
+                journal.append(&Record::Delete { fp });
+            }
         }
         removed
+    }
+
+    /// Records in the journal, if any, that node ids mean these names from now on. Call when the pool changes
+    /// (a reload), before requests can use a new id: a restarted proxy maps journalled owners by name.
+    pub fn set_node_names(&self, names: &[(NodeId, String)]) {
+        if let Some(journal) = &mut self.journal_writer() {
+            journal.names(names);
+        }
+    }
+
+    /// The journal's counters, when the table has one.
+    pub fn journal_stats(&self) -> Option<JournalStats> {
+        self.shared.journal.get().map(Journal::stats)
+    }
+
+    /// The journal, when the table has one.
+    pub(crate) fn journal(&self) -> Option<&Journal> {
+        self.shared.journal.get()
+    }
+
+    /// Makes every later mutation journalled. Called once, after the snapshot and journal were replayed into
+    /// the table (replay itself must not write records). Whether it was attached (`false`: one already was).
+    pub(crate) fn attach_journal(&self, journal: Journal) -> bool {
+        self.shared.journal.set(journal).is_ok()
+    }
+
+    fn journal_writer(&self) -> Option<Writer<'_>> {
+        self.shared.journal.get().map(Journal::writer)
     }
 
     /// Removes every entry expired at `now`; returns how many. Meant for a periodic sweeper task.
@@ -363,6 +436,18 @@ impl Table {
                 s.len.fetch_add(1, Ordering::Relaxed);
                 true
             }
+        }
+    }
+
+    /// Sets the entry of `fp` to `entry` (journal replay): replaces what is there, or inserts it, making room
+    /// as [`Table::learn`] does when the table is full. Not counted as an insert: it was learned before.
+    pub(crate) fn replay_put(&self, fp: Fingerprint, entry: Entry, now: u64) {
+        let s = &self.shared;
+        if s.len.load(Ordering::Relaxed) >= s.max_entries && !s.map.contains_key(&fp) {
+            self.make_room(now);
+        }
+        if s.map.insert(fp, entry).is_none() {
+            s.len.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -421,6 +421,12 @@ pub struct AffinityFile {
     /// Time between two sweeps of expired entries.
     #[serde(default = "default_sweep_interval")]
     pub sweep_interval: String,
+    /// When the journal beside the snapshot is flushed to disk: "never", "always" or "interval".
+    #[serde(default = "default_journal_fsync")]
+    pub journal_fsync: String,
+    /// The period of `journal_fsync = "interval"`.
+    #[serde(default = "default_journal_fsync_interval")]
+    pub journal_fsync_interval: String,
 }
 
 impl Default for AffinityFile {
@@ -430,6 +436,8 @@ impl Default for AffinityFile {
             snapshot_path: None,
             snapshot_interval: default_snapshot_interval(),
             sweep_interval: default_sweep_interval(),
+            journal_fsync: default_journal_fsync(),
+            journal_fsync_interval: default_journal_fsync_interval(),
         }
     }
 }
@@ -442,6 +450,12 @@ fn default_snapshot_interval() -> String {
 }
 fn default_sweep_interval() -> String {
     "30s".into()
+}
+fn default_journal_fsync() -> String {
+    "interval".into()
+}
+fn default_journal_fsync_interval() -> String {
+    "1s".into()
 }
 
 /// `[refresh]`

@@ -292,6 +292,8 @@ role = "magic"
 
 [affinity]
 max_entries = 0
+journal_fsync = "sometimes"
+journal_fsync_interval = "0s"
 "#;
         let keys = invalid_keys(text);
         for want in [
@@ -315,6 +317,8 @@ max_entries = 0
             "routing.endpoint[0].path_suffix",
             "routing.endpoint[1].role",
             "affinity.max_entries",
+            "affinity.journal_fsync",
+            "affinity.journal_fsync_interval",
         ] {
             assert!(keys.iter().any(|k| k == want), "missing {want} in {keys:?}");
         }

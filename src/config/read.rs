@@ -176,6 +176,7 @@ const UNIT_KEYS: &[(&str, Unit)] = &[
     ("routing.ttl.*", Unit::Duration),
     ("affinity.snapshot_interval", Unit::Duration),
     ("affinity.sweep_interval", Unit::Duration),
+    ("affinity.journal_fsync_interval", Unit::Duration),
     ("refresh.timeout", Unit::Duration),
     ("refresh.fanout_deadline", Unit::Duration),
     ("refresh.backoff", Unit::Duration),

@@ -19,6 +19,7 @@ use super::file::{
     RoutingFile, UpstreamFile,
 };
 use super::units::{parse_duration, parse_size};
+use crate::affinity::journal::Fsync;
 use crate::affinity::MAX_NODES;
 use crate::oauth::{CredentialKind, EndpointRole, EndpointRule, Preset, Rules};
 use crate::refresh::{Exchange, RefreshSettings, Strategy};
@@ -97,6 +98,8 @@ pub struct Affinity {
     pub snapshot_interval: Duration,
     /// Sweep period.
     pub sweep_interval: Duration,
+    /// When the journal beside the snapshot is flushed to disk.
+    pub journal_fsync: Fsync,
 }
 
 /// `[runtime]`, validated.
@@ -697,6 +700,27 @@ fn affinity(file: &AffinityFile, base_dir: &Path, errors: &mut Errors) -> Affini
         snapshot_interval: errors
             .positive_duration("affinity.snapshot_interval", &file.snapshot_interval),
         sweep_interval: errors.positive_duration("affinity.sweep_interval", &file.sweep_interval),
+        journal_fsync: journal_fsync(file, errors),
+    }
+}
+
+fn journal_fsync(file: &AffinityFile, errors: &mut Errors) -> Fsync {
+    let interval = errors.positive_duration(
+        "affinity.journal_fsync_interval",
+        &file.journal_fsync_interval,
+    );
+    match file.journal_fsync.as_str() {
+        "never" => Fsync::Never,
+        "always" => Fsync::Always,
+        "interval" => Fsync::Every(interval),
+        other => {
+            errors.push(
+                "affinity.journal_fsync",
+                format!("{other:?}"),
+                "must be \"never\", \"always\" or \"interval\"",
+            );
+            Fsync::DEFAULT
+        }
     }
 }
 

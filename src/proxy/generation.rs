@@ -98,6 +98,8 @@ impl Proxy {
                 n.spec.name.clone()
             })
             .collect();
+        // After the removals, before a request can use a reused id: journal records name the new owners.
+        self.shared.table.set_node_names(&node_names(&pool));
         let nodes_added: Vec<String> = pool
             .nodes()
             .iter()

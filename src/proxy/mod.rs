@@ -89,21 +89,16 @@ impl Proxy {
         cancel: CancellationToken,
     ) -> Result<Proxy, AffinityError> {
         let pool = Arc::new(Pool::new(&config.upstream, config.health.as_ref()));
-        let table = Table::new(config.affinity.max_entries.get());
-        let key = match &config.affinity.snapshot_path {
+        let max_entries = config.affinity.max_entries.get();
+        let (table, key) = match &config.affinity.snapshot_path {
             Some(path) => {
-                let key = snapshot::load_key(path)?;
-                let report = snapshot::load(
-                    path,
-                    &key,
-                    &table,
-                    &generation::node_names(&pool),
-                    unix_now(),
-                )?;
+                let (names, fsync) = (generation::node_names(&pool), config.affinity.journal_fsync);
+                let (table, key, report) =
+                    affinity::open_persistent(path, max_entries, &names, fsync, unix_now())?;
                 tracing::info!(path = %path.display(), ?report, "learned table restored");
-                key
+                (table, key)
             }
-            None => FingerprintKey::generate(),
+            None => (Table::new(max_entries), FingerprintKey::generate()),
         };
         let metrics = Arc::new(Metrics::new());
         let refreshes = Refreshes::new(

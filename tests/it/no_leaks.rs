@@ -59,6 +59,12 @@ async fn credentials_never_reach_logs_or_snapshot_files() {
     }
     let logins: u64 = (0..cluster.len()).map(|i| cluster.logins(i)).sum();
     assert!(logins > 0, "the refresh fan-out logged in on the nodes");
+    // The journal before shutdown compacts it into the snapshot: every learned fact is in it now.
+    let journal = std::fs::read(tokenroute::affinity::journal::active_path(&snapshot)).unwrap();
+    assert!(
+        journal.len() > 9 * tokenroute::affinity::journal::record::PUT_LEN,
+        "the journal holds the learned entries"
+    );
     proxy.shutdown().await;
     cluster.shutdown().await;
 
@@ -72,7 +78,10 @@ async fn credentials_never_reach_logs_or_snapshot_files() {
         snapshot_text.lines().count() > 9,
         "the snapshot holds the learned entries"
     );
-    let mut files = vec![("snapshot", snapshot_text)];
+    let mut files = vec![
+        ("snapshot", snapshot_text),
+        ("journal", String::from_utf8_lossy(&journal).into_owned()),
+    ];
     files.push(("logs", logs));
     // The refresh exchanges' credentials (the fan-out logged in on every node with them) stay secret too.
     let refresh_password = test_env("SIM_PASSWORD").unwrap();
