@@ -19,6 +19,10 @@
 //! `sim` and `demo` are test and demonstration tools, compiled only with the cargo feature `sim` (on by default).
 //! - [`secret`]: the redacting newtype every secret travels in.
 
+// The docs are built with private items (`cargo doc --document-private-items`): module docs link to the private
+// stage files they describe.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod admin;
 pub mod affinity;
 pub mod app;

@@ -4,6 +4,9 @@
 //! Each request goes route (404/405) → authenticate (401) → read the body if the endpoint takes one (413) →
 //! call the [`AdminBackend`]. Authentication comes before the body so an unauthenticated client cannot make
 //! the server buffer anything.
+//!
+//! Longer than 600 lines: a quarter of it is tests; the rest is one server whose routing, authentication and
+//! refusals must be read together.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -30,6 +30,8 @@
 //! `max_entries / 32` inserts, i.e. O(1) amortised per insert, and happens only on a full table.
 //! (Sampling a few shards instead would need dashmap's `raw-api`, whose shard type can only be walked with
 //! `unsafe`, which this crate forbids; and it would favour evicting whatever hashes to those shards.)
+//!
+//! Longer than 600 lines: a third of it is tests; the rest is one data structure and its bounded eviction.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -2,6 +2,9 @@
 //!
 //! Validation collects every error instead of stopping at the first, so `tokenroute check` shows an
 //! administrator the whole list in one go. Each error names the key path and the value it refused.
+//!
+//! Longer than 600 lines: one validating function per section, in file order, sharing one error collector;
+//! each is short, and reading them in sequence is how an operator's file is read.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -8,6 +8,8 @@
 //! view carries their current values.
 //!
 //! No method takes a string: the only free-form label values in the output are the node names of the view.
+//!
+//! Longer than 600 lines: two thirds of it is the tests, which parse the real exposition.
 
 mod exposition;
 mod labels;

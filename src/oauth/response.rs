@@ -20,6 +20,8 @@
 //!
 //! The `sid` claim is read from the ID token's JWS payload without checking the signature: the token comes from
 //! the node's own answer, and `sid` is only a routing hint, never an authorization.
+//!
+//! Longer than 600 lines: over half of it is the table of response cases its tests run.
 
 use http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{HeaderMap, Method, StatusCode};

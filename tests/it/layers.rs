@@ -1,5 +1,5 @@
-//! The module layering, checked on the source: a module uses only modules below it, so there are no import
-//! circles and the tree reads bottom-up. Test code (`#[cfg(test)]` modules) is not checked.
+//! The shape of the source tree, checked on the source: a module uses only modules below it (no import circles,
+//! the tree reads bottom-up), and a long file says why it is one file.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -87,5 +87,38 @@ fn every_module_uses_only_modules_below_it() {
         violations.is_empty(),
         "layering violations:\n{}",
         violations.join("\n")
+    );
+}
+
+/// Lines past which a source file must say in its module doc why it is one file.
+const LONG_FILE: usize = 600;
+
+#[test]
+fn a_long_source_file_says_why_it_is_one_file() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    let unexplained: Vec<String> = all
+        .iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let lines = text.lines().count();
+            let explained = text
+                .lines()
+                .take_while(|l| l.starts_with("//!"))
+                .any(|l| l.contains(&format!("Longer than {LONG_FILE} lines:")));
+            (lines > LONG_FILE && !explained).then(|| {
+                format!(
+                    "{} ({lines} lines)",
+                    path.strip_prefix(&src).unwrap().display()
+                )
+            })
+        })
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "split these files by role, or say in the module doc why each is one file \
+         (\"Longer than {LONG_FILE} lines: ...\"):\n{}",
+        unexplained.join("\n")
     );
 }

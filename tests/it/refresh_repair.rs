@@ -66,7 +66,7 @@ async fn a_new_key_is_owned_by_every_node_one_refresh_round_trip_after_registrat
         .unwrap();
     let fp = proxy.proxy.fingerprint(&registered.value);
     let table = proxy.proxy.table().clone();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     eventually(
         "every node owns the key",
         Duration::from_secs(5),

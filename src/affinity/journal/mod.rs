@@ -34,6 +34,9 @@
 //! and goes on with the next segment; it never refuses to start for that. A segment written under another
 //! fingerprint key is refused (as a snapshot is), and so is one of another format version, which a downgrade
 //! must not destroy.
+//!
+//! Longer than 600 lines: writing, rotating and replaying share the segment-file invariants described above, and
+//! a third of the file is the tests that tear and corrupt segments.
 
 pub mod record;
 

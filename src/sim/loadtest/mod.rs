@@ -17,7 +17,9 @@ use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::consumer::{run_flows, FlowOptions, ParamMode, Step, StepEvent, StepObserver};
 use super::repository::lock;
