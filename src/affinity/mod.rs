@@ -16,6 +16,7 @@ pub mod fingerprint;
 pub mod journal;
 pub mod owners;
 mod persist;
+mod slots;
 pub mod snapshot;
 pub mod table;
 

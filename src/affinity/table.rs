@@ -1,7 +1,8 @@
 //! The learned table: fingerprint → (kind, owner set, expiry).
 //!
 //! [`Table`] is one `Clone` handle over shared state. Reads on the per-request path ([`Table::lookup`]) take one
-//! `DashMap` shard read lock for one hash probe; writes happen once per learning response or refresh. Nothing
+//! shard's read lock and read one slot (see [`Slots`]: 32 bytes an entry, sized once from `max_entries`, never
+//! rehashed on the request path); writes happen once per learning response or refresh. Nothing
 //! here is async and no guard ever escapes a method, so no lock can be held across an `.await`.
 //!
 //! # Owner-set rules (BRIEF 2.1)
@@ -27,21 +28,18 @@
 //! table full, one thread evicts a batch of about 1/32 of the capacity: the soonest-expiring entries, found by
 //! sampling up to [`EVICTION_SAMPLE`] expiries across the whole map to estimate the cut-off, then one `retain`
 //! pass that also drops anything already expired. That costs two passes over the map per
-//! `max_entries / 32` inserts, i.e. O(1) amortised per insert, and happens only on a full table.
-//! (Sampling a few shards instead would need dashmap's `raw-api`, whose shard type can only be walked with
-//! `unsafe`, which this crate forbids; and it would favour evicting whatever hashes to those shards.)
+//! `max_entries / 32` inserts, i.e. O(1) amortised per insert, and happens only on a full table. (Sampling a
+//! few shards instead would favour evicting whatever hashes to those shards.)
 //!
 //! Longer than 600 lines: a third of it is tests; the rest is one data structure and its bounded eviction.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dashmap::mapref::entry::Entry as MapEntry;
-use dashmap::DashMap;
-
 use crate::affinity::journal::{Journal, JournalStats, Record, Writer};
+use crate::affinity::slots::Slots;
 use crate::affinity::{Fingerprint, NodeId, NodeSet};
 use crate::oauth::{CredentialKind, Specificity};
 
@@ -156,12 +154,10 @@ pub struct Table {
 }
 
 struct Shared {
-    /// The entries. `DashMap`: sharded `RwLock`s, so lookups on the per-request path contend only with writes
-    /// to the same shard.
-    map: DashMap<Fingerprint, Entry>,
+    /// The entries: open addressing in sharded `RwLock`s, sized from `max_entries` (see [`Slots`]); lookups on
+    /// the per-request path take one shard's read lock and read one cache line.
+    map: Slots,
     max_entries: usize,
-    /// Entry count kept beside the map: `DashMap::len` locks every shard, too slow for each insert's bound check.
-    len: AtomicUsize,
     /// Statistics only (relaxed ordering).
     inserts: AtomicU64,
     evictions: AtomicU64,
@@ -177,9 +173,8 @@ impl Table {
     pub fn new(max_entries: usize) -> Table {
         Table {
             shared: Arc::new(Shared {
-                map: DashMap::new(),
+                map: Slots::new(max_entries.max(1)),
                 max_entries: max_entries.max(1),
-                len: AtomicUsize::new(0),
                 inserts: AtomicU64::new(0),
                 evictions: AtomicU64::new(0),
                 expiries: AtomicU64::new(0),
@@ -191,7 +186,7 @@ impl Table {
 
     /// The live entry of `fp` at `now`; an expired one reads as absent (the sweeper removes it).
     pub fn lookup(&self, fp: Fingerprint, now: u64) -> Option<Entry> {
-        let entry = *self.shared.map.get(&fp)?;
+        let entry = self.shared.map.get(&fp)?;
         (!entry.is_expired(now)).then_some(entry)
     }
 
@@ -212,34 +207,34 @@ impl Table {
             NodeSet::single(owner),
             now.saturating_add(ttl.as_secs()),
         );
-        if s.len.load(Ordering::Relaxed) >= s.max_entries && !s.map.contains_key(&fp) {
+        if s.map.len() >= s.max_entries && !s.map.contains(&fp) {
             self.make_room(now);
         }
-        let (outcome, stored) = match s.map.entry(fp) {
-            MapEntry::Occupied(mut occupied) => {
-                let entry = occupied.get_mut();
-                let outcome = if entry.is_expired(now) {
+        let (outcome, stored) = s.map.update(fp, |slot| {
+            let outcome = match slot {
+                Some(entry) if entry.is_expired(now) => {
                     *entry = fresh;
                     s.expiries.fetch_add(1, Ordering::Relaxed);
                     s.inserts.fetch_add(1, Ordering::Relaxed);
                     LearnOutcome::Inserted
-                } else if entry.is_key() && entry.kind == kind {
+                }
+                Some(entry) if entry.is_key() && entry.kind == kind => {
                     entry.owners = entry.owners.with(owner);
                     entry.expires_at = entry.expires_at.max(fresh.expires_at);
                     LearnOutcome::OwnerAdded
-                } else {
+                }
+                Some(entry) => {
                     *entry = fresh;
                     LearnOutcome::Replaced
-                };
-                (outcome, *entry)
-            }
-            MapEntry::Vacant(vacant) => {
-                vacant.insert(fresh);
-                s.len.fetch_add(1, Ordering::Relaxed);
-                s.inserts.fetch_add(1, Ordering::Relaxed);
-                (LearnOutcome::Inserted, fresh)
-            }
-        };
+                }
+                None => {
+                    *slot = Some(fresh);
+                    s.inserts.fetch_add(1, Ordering::Relaxed);
+                    LearnOutcome::Inserted
+                }
+            };
+            (outcome, slot.unwrap_or(fresh))
+        });
         if let Some(journal) = &mut journal {
             journal.put(fp, stored);
         }
@@ -249,12 +244,14 @@ impl Table {
     /// Adds `node` to the owner set of a live-or-expired entry `fp`. Whether the entry exists.
     pub fn add_owner(&self, fp: Fingerprint, node: NodeId) -> bool {
         let mut journal = self.journal_writer();
-        let stored = match self.shared.map.get_mut(&fp) {
-            Some(mut entry) => {
+        let stored = self.shared.map.update(fp, |slot| {
+            slot.as_mut().map(|entry| {
                 entry.owners = entry.owners.with(node);
                 *entry
-            }
-            None => return false,
+            })
+        });
+        let Some(stored) = stored else {
+            return false;
         };
         if let Some(journal) = &mut journal {
             journal.put(fp, stored);
@@ -266,17 +263,20 @@ impl Table {
     /// entry existed.
     pub fn remove_owner(&self, fp: Fingerprint, node: NodeId) -> bool {
         let mut journal = self.journal_writer();
-        let mut stored = None;
-        let removed = self.shared.map.remove_if_mut(&fp, |_, entry| {
+        let (stored, removed) = self.shared.map.update(fp, |slot| {
+            let Some(entry) = slot.as_mut() else {
+                return (None, false);
+            };
             entry.owners = entry.owners.without(node);
-            stored = Some(*entry);
-            entry.owners.is_empty() && !entry.is_key()
+            let stored = *entry;
+            let removed = entry.owners.is_empty() && !entry.is_key();
+            if removed {
+                *slot = None;
+            }
+            (Some(stored), removed)
         });
-        if removed.is_some() {
-            self.shared.len.fetch_sub(1, Ordering::Relaxed);
-        }
         if let (Some(journal), Some(entry)) = (&mut journal, stored) {
-            if removed.is_some() {
+            if removed {
                 journal.append(&Record::Delete { fp });
             } else {
                 journal.put(fp, entry);
@@ -289,14 +289,10 @@ impl Table {
     /// dropped. Returns how many entries were dropped. Visits the whole map: a reload-time operation.
     pub fn remove_node(&self, node: NodeId) -> usize {
         let mut journal = self.journal_writer();
-        let mut dropped = 0;
-        self.shared.map.retain(|_, entry| {
+        let dropped = self.shared.map.retain(|_, entry| {
             entry.owners = entry.owners.without(node);
-            let keep = !entry.owners.is_empty() || entry.is_key();
-            dropped += usize::from(!keep);
-            keep
+            !entry.owners.is_empty() || entry.is_key()
         });
-        self.shared.len.fetch_sub(dropped, Ordering::Relaxed);
         if let Some(journal) = &mut journal {
             journal.append(&Record::RemoveNode { node });
         }
@@ -309,7 +305,7 @@ impl Table {
     pub fn add_owner_to_kinds(&self, node: NodeId, kinds: &[CredentialKind]) -> usize {
         let mut journal = self.journal_writer();
         let mut touched = 0;
-        self.shared.map.iter_mut().for_each(|mut entry| {
+        self.shared.map.for_each_mut(|entry| {
             if kinds.contains(&entry.kind) && !entry.owners.contains(node) {
                 entry.owners = entry.owners.with(node);
                 touched += 1;
@@ -327,9 +323,8 @@ impl Table {
     /// Removes the entry of `fp` (admin). Whether there was one.
     pub fn forget(&self, fp: Fingerprint) -> bool {
         let mut journal = self.journal_writer();
-        let removed = self.shared.map.remove(&fp).is_some();
+        let removed = self.shared.map.update(fp, |slot| slot.take().is_some());
         if removed {
-            self.shared.len.fetch_sub(1, Ordering::Relaxed);
             if let Some(journal) = &mut journal {
                 journal.append(&Record::Delete { fp });
             }
@@ -367,13 +362,7 @@ impl Table {
 
     /// Removes every entry expired at `now`; returns how many. Meant for a periodic sweeper task.
     pub fn sweep(&self, now: u64) -> usize {
-        let mut expired = 0;
-        self.shared.map.retain(|_, entry| {
-            let keep = !entry.is_expired(now);
-            expired += usize::from(!keep);
-            keep
-        });
-        self.shared.len.fetch_sub(expired, Ordering::Relaxed);
+        let expired = self.shared.map.retain(|_, entry| !entry.is_expired(now));
         self.shared
             .expiries
             .fetch_add(expired as u64, Ordering::Relaxed);
@@ -382,7 +371,7 @@ impl Table {
 
     /// How many entries the table holds (expired ones not yet swept included).
     pub fn len(&self) -> usize {
-        self.shared.len.load(Ordering::Relaxed)
+        self.shared.map.len()
     }
 
     /// Whether the table is empty.
@@ -394,7 +383,7 @@ impl Table {
     pub fn stats(&self) -> TableStats {
         let s = &self.shared;
         TableStats {
-            len: s.len.load(Ordering::Relaxed),
+            len: s.map.len(),
             max_entries: s.max_entries,
             inserts: s.inserts.load(Ordering::Relaxed),
             evictions: s.evictions.load(Ordering::Relaxed),
@@ -406,21 +395,17 @@ impl Table {
     /// the request path.
     pub fn len_by_kind(&self) -> [(CredentialKind, usize); CredentialKind::ALL.len()] {
         let mut counts = CredentialKind::ALL.map(|k| (k, 0));
-        for entry in self.shared.map.iter() {
-            counts[entry.kind.index()].1 += 1;
-        }
+        self.shared
+            .map
+            .for_each(|_, entry| counts[entry.kind.index()].1 += 1);
         counts
     }
 
     /// A copy of every entry (fingerprints only, never credentials), for snapshots and the admin API. Copied
     /// out so that no shard lock outlives the call.
     pub fn entries(&self) -> impl Iterator<Item = (Fingerprint, Entry)> {
-        let copy: Vec<(Fingerprint, Entry)> = self
-            .shared
-            .map
-            .iter()
-            .map(|r| (*r.key(), *r.value()))
-            .collect();
+        let mut copy = Vec::with_capacity(self.len());
+        self.shared.map.for_each(|fp, entry| copy.push((fp, entry)));
         copy.into_iter()
     }
 
@@ -428,29 +413,26 @@ impl Table {
     /// was added. Not counted as an insert: it was learned before.
     pub(crate) fn restore(&self, fp: Fingerprint, entry: Entry) -> bool {
         let s = &self.shared;
-        if s.len.load(Ordering::Relaxed) >= s.max_entries {
+        if s.map.len() >= s.max_entries {
             return false;
         }
-        match s.map.entry(fp) {
-            MapEntry::Occupied(_) => false,
-            MapEntry::Vacant(vacant) => {
-                vacant.insert(entry);
-                s.len.fetch_add(1, Ordering::Relaxed);
+        s.map.update(fp, |slot| match slot {
+            Some(_) => false,
+            None => {
+                *slot = Some(entry);
                 true
             }
-        }
+        })
     }
 
     /// Sets the entry of `fp` to `entry` (journal replay): replaces what is there, or inserts it, making room
     /// as [`Table::learn`] does when the table is full. Not counted as an insert: it was learned before.
     pub(crate) fn replay_put(&self, fp: Fingerprint, entry: Entry, now: u64) {
         let s = &self.shared;
-        if s.len.load(Ordering::Relaxed) >= s.max_entries && !s.map.contains_key(&fp) {
+        if s.map.len() >= s.max_entries && !s.map.contains(&fp) {
             self.make_room(now);
         }
-        if s.map.insert(fp, entry).is_none() {
-            s.len.fetch_add(1, Ordering::Relaxed);
-        }
+        s.map.update(fp, |slot| *slot = Some(entry));
     }
 
     /// Evicts a batch of the soonest-expiring entries (see the module docs).
@@ -462,10 +444,17 @@ impl Table {
         {
             return; // another thread is making room; this insert may overshoot by one
         }
-        let len = s.len.load(Ordering::Relaxed).max(1);
+        let len = s.map.len().max(1);
         let batch = (s.max_entries / 32).max(1);
         let stride = len.div_ceil(EVICTION_SAMPLE).max(1);
-        let mut sample: Vec<u32> = s.map.iter().step_by(stride).map(|r| r.expires_at).collect();
+        let mut sample = Vec::with_capacity(EVICTION_SAMPLE + 1);
+        let mut nth = 0usize;
+        s.map.for_each(|_, entry| {
+            if nth % stride == 0 {
+                sample.push(entry.expires_at);
+            }
+            nth += 1;
+        });
         sample.sort_unstable();
         // The expiry below which about `batch` of `len` entries lie.
         let cut = sample
@@ -489,7 +478,6 @@ impl Table {
                 true
             }
         });
-        s.len.fetch_sub(evicted + expired, Ordering::Relaxed);
         s.evictions.fetch_add(evicted as u64, Ordering::Relaxed);
         s.expiries.fetch_add(expired as u64, Ordering::Relaxed);
         s.evicting.store(false, Ordering::Release);

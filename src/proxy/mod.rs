@@ -67,7 +67,7 @@ pub struct Proxy {
 struct Shared {
     /// Swapped whole on reload; read once per request (an `Arc` clone, no lock).
     current: ArcSwap<Generation>,
-    /// Learned credentials. Sharded locks (dashmap), held only inside a synchronous call: per-request path.
+    /// Learned credentials. Sharded locks, held only inside a synchronous call: per-request path.
     table: Table,
     /// Keys the fingerprints; fixed for the life of the table (persisted beside the snapshot).
     key: FingerprintKey,
