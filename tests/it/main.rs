@@ -19,6 +19,8 @@ mod loadtest;
 #[cfg(feature = "sim")]
 mod no_leaks;
 #[cfg(feature = "sim")]
+mod oauth2_repair;
+#[cfg(feature = "sim")]
 mod oauth2_sim;
 mod packaging;
 mod proxy_core;
