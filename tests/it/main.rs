@@ -12,6 +12,8 @@ mod admin_metrics;
 mod admin_wiring;
 mod certs;
 mod cli;
+#[cfg(feature = "sim")]
+mod demo;
 mod edge;
 mod layers;
 #[cfg(feature = "sim")]
