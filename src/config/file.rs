@@ -558,6 +558,9 @@ pub struct RepairFile {
     /// Problem names that make a 401/403 a stale-credential answer.
     #[serde(default = "default_stale_problems")]
     pub stale_problems: Vec<String>,
+    /// OAuth 2 `error` values (RFC 6749 §5.2, RFC 6750 §3.1) that make a 400/401 a candidate for repair.
+    #[serde(default = "default_oauth2_errors")]
+    pub oauth2_errors: Vec<String>,
 }
 
 impl Default for RepairFile {
@@ -565,12 +568,20 @@ impl Default for RepairFile {
         RepairFile {
             enabled: true,
             stale_problems: default_stale_problems(),
+            oauth2_errors: default_oauth2_errors(),
         }
     }
 }
 
 fn default_stale_problems() -> Vec<String> {
     crate::oauth::problems::DEFAULT_STALE_PROBLEMS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn default_oauth2_errors() -> Vec<String> {
+    crate::oauth::problems::DEFAULT_OAUTH2_ERRORS
         .iter()
         .map(|s| s.to_string())
         .collect()

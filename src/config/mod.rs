@@ -327,6 +327,33 @@ journal_fsync_interval = "0s"
     }
 
     #[test]
+    fn oauth2_error_names_must_be_rfc_6749_error_names() {
+        let text = format!(
+            "{MINIMAL}[repair]\noauth2_errors = [\"invalid_client\", \"\", 'say \"no\"']\n"
+        );
+        let Err(LoadError::Invalid { errors, .. }) = parse_str(&text) else {
+            panic!("bad names are refused");
+        };
+        let found: Vec<(&str, &str)> = errors
+            .iter()
+            .filter(|e| e.severity == Severity::Error)
+            .map(|e| (e.key.as_str(), e.value.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("repair.oauth2_errors[1]", r#""""#),
+                ("repair.oauth2_errors[2]", r#""say \"no\"""#)
+            ]
+        );
+        let defaults = parse_str(MINIMAL).unwrap().repair.oauth2_errors;
+        assert_eq!(
+            defaults,
+            ["invalid_client", "invalid_grant", "invalid_token"]
+        );
+    }
+
+    #[test]
     fn clone_ids_are_optional_checked_and_unique() {
         let node = |name: &str, clone: &str| {
             format!("[[upstream.node]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:1\"\nclone_id = {clone}\n")

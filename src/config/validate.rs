@@ -77,6 +77,8 @@ pub struct Repair {
     pub enabled: bool,
     /// Problem names that make a 401/403 stale.
     pub stale_problems: Vec<String>,
+    /// OAuth 2 `error` values that make a 400/401 a candidate for repair.
+    pub oauth2_errors: Vec<String>,
 }
 
 /// `[routing]`, validated.
@@ -273,6 +275,7 @@ pub fn validate(
     let repair = Repair {
         enabled: file.repair.enabled,
         stale_problems: file.repair.stale_problems.clone(),
+        oauth2_errors: file.repair.oauth2_errors.clone(),
     };
     if file.repair.stale_problems.iter().any(|p| p.is_empty()) {
         errors.push(
@@ -280,6 +283,15 @@ pub fn validate(
             "\"\"",
             "problem names must not be empty",
         );
+    }
+    for (i, name) in file.repair.oauth2_errors.iter().enumerate() {
+        if !crate::oauth::problems::is_error_name(name) {
+            errors.push(
+                format!("repair.oauth2_errors[{i}]"),
+                format!("{name:?}"),
+                "not an RFC 6749 error name (printable ASCII without '\"' or '\\', not empty)",
+            );
+        }
     }
 
     if errors.0.is_empty() {

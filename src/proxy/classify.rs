@@ -10,19 +10,30 @@ use super::route::{self, Route};
 use super::{Generation, Proxy};
 use crate::affinity::{unix_now, Fingerprint, NodeSet};
 use crate::metrics::RouteReason;
-use crate::oauth::{self, CandidateClass, Specificity};
+use crate::oauth::{self, CandidateClass, CredentialKind, Specificity};
 use crate::refresh::Strategy;
 use crate::upstream::balance::Basis;
 use crate::upstream::clone_id;
 
-/// A request's routing decision, and the fingerprint of the consumer key it carries (known or not: repair
-/// needs it when the table has lost the key).
+/// A request's routing decision, and what repair needs to know of its credentials afterwards.
 #[derive(Debug)]
 pub(super) struct Classified {
     /// Where the request may go, and why.
     pub route: Route,
-    /// The consumer key or client id the request carries, fingerprinted.
-    pub key: Option<Fingerprint>,
+    /// The consumer key or client id the request carries, fingerprinted, with the kind it would be learned
+    /// as (known or not: repair needs it when the table has lost the key).
+    pub key: Option<(Fingerprint, CredentialKind)>,
+    /// Every credential looked up, with what the table knew of it.
+    pub carried: Vec<Carried>,
+}
+
+/// One credential a request carries, as looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Carried {
+    /// Where it was found.
+    pub class: CandidateClass,
+    /// The kind and owners of its table entry, when the table knew it.
+    pub known: Option<(CredentialKind, NodeSet)>,
 }
 
 impl Classified {
@@ -31,6 +42,7 @@ impl Classified {
         Classified {
             route: route::decide(&[], healthy),
             key: None,
+            carried: Vec::new(),
         }
     }
 }
@@ -79,6 +91,7 @@ impl Proxy {
         let now = unix_now();
         let mut key = None;
         let mut hits = Vec::with_capacity(credentials.candidates.len());
+        let mut carried = Vec::with_capacity(credentials.candidates.len());
         for c in &credentials.candidates {
             let wanted = if c.class == CandidateClass::SessionCookie {
                 routing.session_affinity
@@ -89,18 +102,24 @@ impl Proxy {
                 continue;
             }
             let fp = self.fingerprint(c.value.expose());
-            if key.is_none()
-                && matches!(
-                    c.class,
-                    CandidateClass::ConsumerKey | CandidateClass::ClientId
-                )
-            {
-                key = Some(fp);
+            if key.is_none() {
+                key = match c.class {
+                    CandidateClass::ConsumerKey => Some((fp, CredentialKind::ConsumerKey)),
+                    CandidateClass::ClientId => Some((fp, CredentialKind::ClientId)),
+                    _ => None,
+                };
             }
-            if let Some(entry) = self.shared.table.lookup(fp, now) {
-                if c.class.accepts(entry.kind()) {
-                    hits.push((fp, entry));
-                }
+            let entry = self
+                .shared
+                .table
+                .lookup(fp, now)
+                .filter(|e| c.class.accepts(e.kind()));
+            carried.push(Carried {
+                class: c.class,
+                known: entry.map(|e| (e.kind(), e.owners())),
+            });
+            if let Some(entry) = entry {
+                hits.push((fp, entry));
             }
         }
         let mut route = route::decide(&hits, generation.pool.healthy());
@@ -117,7 +136,11 @@ impl Proxy {
                 };
             }
         }
-        Classified { route, key }
+        Classified {
+            route,
+            key,
+            carried,
+        }
     }
 
     /// Carries out [`plan_key_route`] and returns the nodes the request may go to.

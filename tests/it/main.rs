@@ -14,12 +14,16 @@ mod certs;
 mod cli;
 #[cfg(feature = "sim")]
 mod crash;
+#[cfg(feature = "sim")]
+mod demo;
 mod edge;
 mod layers;
 #[cfg(feature = "sim")]
 mod loadtest;
 #[cfg(feature = "sim")]
 mod no_leaks;
+#[cfg(feature = "sim")]
+mod oauth2_repair;
 #[cfg(feature = "sim")]
 mod oauth2_sim;
 mod packaging;

@@ -1,13 +1,28 @@
 //! Repair: after a stale-credential answer ([`stale`] recognises one), replay the request once on a node that
 //! can answer it (BRIEF 2.5), and refresh the stale node in the background.
 //!
-//! The safety rules, decided purely by [`plan_replay`] and [`plan_replay_step`]:
+//! The safety rules, decided purely by [`plan_replay`] and [`plan_replay_step`] (in `plan.rs`):
 //! - never on the node that refused (its nonce store has seen the request), never twice on one node;
-//! - a known key: one replay on an owner, or, when no owner is left, on a node refreshed first;
-//! - nothing known (the table was lost): each other healthy node at most once, until one does not refuse;
-//! - a known token whose issuer refused it for a token problem: no replay (no other node can hold it);
-//! - never after a non-stale answer: only 401/403 naming a configured problem start a replay.
+//! - never after a success, and each replay only after the previous one was refused as stale too;
+//! - OAuth 1 (401/403 naming a configured `oauth_problem`):
+//!   - a known key: one replay on an owner, or, when no owner is left, on a node refreshed first;
+//!   - nothing known (the table was lost): each other healthy node at most once, until one does not refuse;
+//!   - a known token whose issuer refused it for a token problem: no replay (no other node can hold it);
+//! - OAuth 2 (400/401 whose `error` is configured): the error names what the node found wanting (the client,
+//!   the grant, the bearer token), and the table decides whether another node can answer:
+//!   - that credential is known and the refusing node holds it: no replay — this is the credential's real
+//!     answer (a wrong secret, a used or expired code, a revoked token);
+//!   - known and held elsewhere (its owner was down, or another credential routed the request): one replay
+//!     on a node that holds it;
+//!   - not known (a restart without snapshot, a client registered behind the proxy's back): each other
+//!     healthy node at most once; a node that then accepts an unknown client is learned as its owner;
+//!   - in every case only on nodes holding every other credential the table knows the request carries (a
+//!     code lives on one node: a client error from that node cannot be mended anywhere else).
+//!
+//! OAuth 2 answers never take ownership away or start a refresh: `invalid_client` is also what a wrong secret
+//! gets, so a client could otherwise move entries, and a login cannot teach a node a client or a grant.
 
+mod plan;
 pub(super) mod stale;
 
 use std::sync::Arc;
@@ -16,92 +31,30 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use super::classify::Classified;
+use super::classify::{Carried, Classified};
 use super::error::ProxyError;
 use super::forward::{self, NodeAnswer, Relayed};
 use super::{Generation, Proxy};
-use crate::affinity::{unix_now, Fingerprint, NodeSet};
+use crate::affinity::{unix_now, Fingerprint, NodeId, NodeSet};
 use crate::metrics::{RefreshTrigger, ReplayOutcome};
+use crate::oauth::problems::OAuth2Subject;
 use crate::oauth::{CredentialKind, Specificity};
 use crate::transport::body::{self, BodyError, Prefix, Prefixed, Relay};
 use crate::upstream::balance::Basis;
+use plan::{plan_replay, plan_replay_step, Refusal, ReplayPlan};
+use stale::Stale;
 
-/// What to do after a stale-credential answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ReplayPlan {
-    /// Relay the refusal: no other node can answer.
-    NotReplayable,
-    /// Replay up to `attempts` times. `key` is the consumer key the stale node lacks (it loses ownership and
-    /// is refreshed); `None` when the problem is not about a key.
-    Replay {
-        /// Replays at most.
-        attempts: usize,
-        /// The key the stale node lacks.
-        key: Option<Fingerprint>,
-    },
-}
-
-/// Plans the replay of a request refused with `problem`.
-///
-/// `known` is the credential that routed the request (from the table), `carried_key` the consumer key the
-/// request carries whether the table knows it or not, `nodes` the size of the pool.
-pub(super) fn plan_replay(
-    key_missing: bool,
-    known: Option<(Fingerprint, CredentialKind)>,
-    carried_key: Option<Fingerprint>,
-    nodes: usize,
-) -> ReplayPlan {
-    if known.is_some_and(|(_, k)| k.specificity() == Specificity::Token) && !key_missing {
-        // The token's issuer itself no longer holds it (it restarted): no other node can answer.
-        return ReplayPlan::NotReplayable;
-    }
-    let key = match known {
-        Some((fp, kind)) if kind.specificity() == Specificity::Key => Some(fp),
-        _ => carried_key,
-    }
-    .filter(|_| key_missing);
-    // What routed is known: one replay. Nothing known: each other node at most once.
-    let attempts = if known.is_some() {
-        1
-    } else {
-        nodes.saturating_sub(1)
-    };
-    ReplayPlan::Replay { attempts, key }
-}
-
-/// Where one replay may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ReplayStep {
-    /// The balancer picks the target among these.
-    pub pick_from: NodeSet,
-    /// The target must be refreshed before the replay (it is not known to hold the missing key).
-    pub refresh_first: bool,
-}
-
-/// Chooses the candidates of the next replay: healthy nodes not tried yet, owners of the key first.
-pub(super) fn plan_replay_step(
-    healthy: NodeSet,
-    tried: NodeSet,
-    key_owners: NodeSet,
-    key_missing: bool,
-) -> Option<ReplayStep> {
-    let candidates = healthy.difference(tried);
-    let owners = key_owners.intersection(candidates);
-    if !owners.is_empty() {
-        return Some(ReplayStep {
-            pick_from: owners,
-            refresh_first: false,
-        });
-    }
-    (!candidates.is_empty()).then_some(ReplayStep {
-        pick_from: candidates,
-        refresh_first: key_missing,
-    })
+/// Whether a status can carry a stale answer (OAuth 1: 401/403; OAuth 2: 400/401).
+fn may_be_stale(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    )
 }
 
 impl Proxy {
-    /// Reads a 401/403 answer's head; if it is a stale-credential answer, replays the request (see the module
-    /// doc). Any other answer is handed back for relaying, its body intact.
+    /// Reads a refusal's head; if it is a stale-credential answer, replays the request (see the module doc).
+    /// Any other answer is handed back for relaying, its body intact.
     pub(super) async fn repair(
         &self,
         generation: &Arc<Generation>,
@@ -110,79 +63,61 @@ impl Proxy {
         replay: &Bytes,
         answer: NodeAnswer,
     ) -> Result<NodeAnswer, ProxyError> {
-        let status = answer.response.status();
-        let Relayed::Fresh(response) = answer.response else {
-            return Ok(answer);
-        };
-        if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
-            return Ok(NodeAnswer {
-                response: Relayed::Fresh(response),
-                ..answer
-            });
-        }
-        let NodeAnswer { node, guard, .. } = answer;
-        let (head, upstream_body) = response.into_parts();
-        let upstream_body = Relay::new(
-            upstream_body.map_err(BodyError::from),
-            generation.config.limits.body_idle_timeout,
-        )
-        .boxed();
-        let (body_head, rest) = match body::read_prefix(upstream_body, stale::SCAN_BYTES).await {
-            Ok(Prefix::Complete(bytes)) => (
-                bytes.clone(),
-                Full::new(bytes).map_err(|never| match never {}).boxed(),
-            ),
-            Ok(Prefix::TooLarge { head: prefix, rest }) => {
-                (prefix.clone(), Prefixed::new(prefix, rest).boxed())
-            }
-            Err(source) => {
-                return Err(ProxyError::UpstreamBody {
-                    node: node.spec.name.clone(),
-                    source,
-                })
-            }
-        };
-        let problems = &generation.config.repair.stale_problems;
-        let problem = stale::stale_problem(status, &head.headers, &body_head, problems);
-        let refusal = NodeAnswer {
-            node,
-            guard,
-            response: Relayed::Read(Response::from_parts(head, rest)),
-        };
-        let Some(problem) = problem else {
+        let (refusal, stale) = read_refusal(generation, answer).await?;
+        let Some(stale) = stale else {
             return Ok(refusal);
         };
-        let key_missing = stale::KEY_PROBLEMS.contains(&problem);
+        let (kind, problem) = match stale {
+            Stale::OAuth1(problem) => (
+                Refusal::OAuth1 {
+                    key_missing: stale::KEY_PROBLEMS.contains(&problem),
+                },
+                problem,
+            ),
+            Stale::OAuth2(error) => (
+                Refusal::OAuth2 {
+                    subject: OAuth2Subject::of(error),
+                    carried: &classified.carried,
+                },
+                error,
+            ),
+        };
         let pool = &generation.pool;
-        let (attempts, key) = match plan_replay(
-            key_missing,
+        let plan = plan_replay(
+            kind,
+            refusal.node.id,
             classified.route.credential,
             classified.key,
             pool.all().len(),
-        ) {
-            ReplayPlan::NotReplayable => {
-                self.shared
-                    .metrics
-                    .observe_replay(ReplayOutcome::NotReplayable);
-                return Ok(refusal);
-            }
-            ReplayPlan::Replay { attempts, key } => (attempts, key),
+        );
+        let ReplayPlan::Replay {
+            attempts,
+            stale_key,
+            targets,
+            learn,
+        } = plan
+        else {
+            self.shared
+                .metrics
+                .observe_replay(ReplayOutcome::NotReplayable);
+            return Ok(refusal);
         };
         let settings = &generation.config.refresh;
-        if let Some(fp) = key {
+        if let Some(fp) = stale_key {
             self.shared.table.remove_owner(fp, refusal.node.id);
             self.shared
                 .refreshes
                 .after_stale_answer(refusal.node.clone(), settings.clone(), fp);
         }
+        let status = refusal.response.status();
         tracing::info!(node = %refusal.node.spec.name, %status, problem, "stale-credential answer; replaying on another node");
         let mut tried = NodeSet::single(refusal.node.id);
         let mut last = refusal;
         for _ in 0..attempts {
-            let owners = key
-                .and_then(|fp| self.shared.table.lookup(fp, unix_now()))
+            let owners = learn
+                .and_then(|(fp, _)| self.shared.table.lookup(fp, unix_now()))
                 .map_or(NodeSet::EMPTY, |e| e.owners());
-            let Some(step) = plan_replay_step(pool.healthy(), tried, owners, key_missing) else {
+            let Some(step) = plan_replay_step(pool.healthy(), tried, owners, targets) else {
                 break;
             };
             let Some(target) = pool.pick(step.pick_from, Basis::Affinity).cloned() else {
@@ -198,7 +133,7 @@ impl Proxy {
             let body = Full::new(replay.clone())
                 .map_err(|never| match never {})
                 .boxed();
-            last = forward::forward(
+            let answer = forward::forward(
                 generation,
                 parts,
                 NodeSet::single(target.id),
@@ -206,156 +141,79 @@ impl Proxy {
                 body,
             )
             .await?;
-            let status = last.response.status();
-            if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
-                if let (Some(fp), true) = (key, status.is_success()) {
-                    // The node answered a request carrying the key: it holds it.
-                    let ttl = generation
-                        .config
-                        .routing
-                        .rules
-                        .ttl(CredentialKind::ConsumerKey);
-                    self.shared.table.learn(
-                        fp,
-                        CredentialKind::ConsumerKey,
-                        target.id,
-                        ttl,
-                        unix_now(),
-                    );
-                }
-                tracing::info!(node = %last.node.spec.name, "replay repaired a stale answer");
-                self.shared.metrics.observe_replay(ReplayOutcome::Repaired);
-                return Ok(last);
+            let (answer, stale) = read_refusal(generation, answer).await?;
+            last = answer;
+            if stale.is_some() {
+                continue;
             }
+            let status = last.response.status();
+            if let (Some((fp, kind)), true) = (learn, status.is_success()) {
+                // The node accepted a request carrying the key or client id: it holds it.
+                let ttl = generation.config.routing.rules.ttl(kind);
+                self.shared
+                    .table
+                    .learn(fp, kind, target.id, ttl, unix_now());
+            }
+            tracing::info!(node = %last.node.spec.name, %status, "replay answered without a stale refusal");
+            self.shared.metrics.observe_replay(ReplayOutcome::Repaired);
+            return Ok(last);
         }
         self.shared.metrics.observe_replay(ReplayOutcome::Failed);
         Ok(last)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::affinity::{FingerprintKey, NodeId};
-
-    fn set(ids: &[usize]) -> NodeSet {
-        ids.iter().map(|&i| NodeId::new(i).unwrap()).collect()
+/// Reads the head of a refusal's body (a 400/401/403 straight from a node) and recognises a stale answer.
+/// Any other answer is handed back untouched, and so is the body, whatever was read of it.
+async fn read_refusal<'g>(
+    generation: &'g Generation,
+    answer: NodeAnswer,
+) -> Result<(NodeAnswer, Option<Stale<'g>>), ProxyError> {
+    let status = answer.response.status();
+    let Relayed::Fresh(response) = answer.response else {
+        return Ok((answer, None));
+    };
+    if !may_be_stale(status) {
+        let answer = NodeAnswer {
+            response: Relayed::Fresh(response),
+            ..answer
+        };
+        return Ok((answer, None));
     }
-
-    #[test]
-    fn replay_plans_follow_the_safety_table() {
-        let key = FingerprintKey::generate();
-        let (k, t) = (key.fingerprint("key"), key.fingerprint("token"));
-        let known_key = Some((k, CredentialKind::ConsumerKey));
-        let known_token = Some((t, CredentialKind::AccessToken));
-        use ReplayPlan::*;
-        // (key problem, known credential, carried key, nodes) → plan
-        let cases = [
-            // A known key the node lacks: one replay, the node loses the key.
-            (
-                true,
-                known_key,
-                Some(k),
-                3,
-                Replay {
-                    attempts: 1,
-                    key: Some(k),
-                },
-            ),
-            // A known token refused for a token problem: its issuer lost it; nobody else can answer.
-            (false, known_token, Some(k), 3, NotReplayable),
-            // A known token refused for a key problem: the key is what is missing; one replay.
-            (
-                true,
-                known_token,
-                Some(k),
-                3,
-                Replay {
-                    attempts: 1,
-                    key: Some(k),
-                },
-            ),
-            // Nothing known (a lost table): every other node at most once.
-            (
-                false,
-                None,
-                None,
-                3,
-                Replay {
-                    attempts: 2,
-                    key: None,
-                },
-            ),
-            (
-                true,
-                None,
-                Some(k),
-                4,
-                Replay {
-                    attempts: 3,
-                    key: Some(k),
-                },
-            ),
-            // A token problem names no key to unown, even when the request carries one.
-            (
-                false,
-                None,
-                Some(k),
-                3,
-                Replay {
-                    attempts: 2,
-                    key: None,
-                },
-            ),
-            // A pool of one: nowhere else to go.
-            (
-                false,
-                None,
-                None,
-                1,
-                Replay {
-                    attempts: 0,
-                    key: None,
-                },
-            ),
-        ];
-        for (key_missing, known, carried, nodes, expected) in cases {
-            assert_eq!(
-                plan_replay(key_missing, known, carried, nodes),
-                expected,
-                "key_missing={key_missing} known={known:?} nodes={nodes}"
-            );
+    let NodeAnswer { node, guard, .. } = answer;
+    let (head, upstream_body) = response.into_parts();
+    let upstream_body = Relay::new(
+        upstream_body.map_err(BodyError::from),
+        generation.config.limits.body_idle_timeout,
+    )
+    .boxed();
+    let (body_head, rest) = match body::read_prefix(upstream_body, stale::SCAN_BYTES).await {
+        Ok(Prefix::Complete(bytes)) => (
+            bytes.clone(),
+            Full::new(bytes).map_err(|never| match never {}).boxed(),
+        ),
+        Ok(Prefix::TooLarge { head: prefix, rest }) => {
+            (prefix.clone(), Prefixed::new(prefix, rest).boxed())
         }
-    }
-
-    #[test]
-    fn replay_steps_prefer_untried_owners_and_refresh_only_non_owners() {
-        // (healthy, tried, key owners, key missing) → step
-        let cases = [
-            // An untried healthy owner: replay there, no refresh.
-            (
-                &[0, 1, 2][..],
-                &[0][..],
-                &[0, 2][..],
-                true,
-                Some((set(&[2]), false)),
-            ),
-            // No owner left: any untried healthy node, refreshed first when the key is what is missing.
-            (&[0, 1, 2], &[0], &[0], true, Some((set(&[1, 2]), true))),
-            (&[0, 1, 2], &[0], &[], false, Some((set(&[1, 2]), false))),
-            // An owner that is down does not count.
-            (&[0, 1], &[0], &[2], true, Some((set(&[1]), true))),
-            // Never the same node twice: everything healthy was tried.
-            (&[0, 1], &[0, 1], &[1], true, None),
-            (&[0], &[0], &[], false, None),
-        ];
-        for (healthy, tried, owners, key_missing, expected) in cases {
-            let step = plan_replay_step(set(healthy), set(tried), set(owners), key_missing)
-                .map(|s| (s.pick_from, s.refresh_first));
-            assert_eq!(
-                step, expected,
-                "healthy={healthy:?} tried={tried:?} owners={owners:?}"
-            );
+        Err(source) => {
+            return Err(ProxyError::UpstreamBody {
+                node: node.spec.name.clone(),
+                source,
+            })
         }
-    }
+    };
+    let repair = &generation.config.repair;
+    let stale = stale::stale_answer(
+        status,
+        &head.headers,
+        &body_head,
+        &repair.stale_problems,
+        &repair.oauth2_errors,
+    );
+    let answer = NodeAnswer {
+        node,
+        guard,
+        response: Relayed::Read(Response::from_parts(head, rest)),
+    };
+    Ok((answer, stale))
 }
