@@ -30,4 +30,6 @@ mod sim_flow;
 #[cfg(feature = "sim")]
 mod sim_tls;
 #[cfg(feature = "sim")]
+mod status_page;
+#[cfg(feature = "sim")]
 mod token_routing;
