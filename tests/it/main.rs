@@ -26,6 +26,8 @@ mod proxy_core;
 mod refresh_repair;
 mod reload;
 #[cfg(feature = "sim")]
+mod resolve_insecure;
+#[cfg(feature = "sim")]
 mod sim_flow;
 #[cfg(feature = "sim")]
 mod sim_tls;
