@@ -29,6 +29,7 @@ use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::page::Asset;
 use super::{AdminBackend, AdminError, AdminSettings};
 use crate::oauth::percent;
 use crate::secret::Secret;
@@ -159,6 +160,7 @@ impl State {
         }
         let backend = &*self.backend;
         Ok(match endpoint {
+            Endpoint::Page(asset) => asset.response(),
             Endpoint::Healthz => text(StatusCode::OK, "ok\n"),
             Endpoint::Ready if backend.ready() => text(StatusCode::OK, "ready\n"),
             Endpoint::Ready => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
@@ -213,6 +215,8 @@ fn set_draining(
 /// One admin endpoint, with what its path carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint {
+    /// A file of the status page.
+    Page(Asset),
     Healthz,
     Ready,
     Status,
@@ -231,13 +235,23 @@ impl Endpoint {
     fn writes(&self) -> bool {
         !matches!(
             self,
-            Endpoint::Healthz | Endpoint::Ready | Endpoint::Status | Endpoint::Metrics
+            Endpoint::Page(_)
+                | Endpoint::Healthz
+                | Endpoint::Ready
+                | Endpoint::Status
+                | Endpoint::Metrics
         )
+    }
+
+    /// Whether anyone who reaches the listener may have it: the status page's files, which carry no data.
+    fn public(&self) -> bool {
+        matches!(self, Endpoint::Page(_))
     }
 
     /// A fixed name for logs.
     fn label(&self) -> &'static str {
         match self {
+            Endpoint::Page(_) => "page",
             Endpoint::Healthz => "healthz",
             Endpoint::Ready => "ready",
             Endpoint::Status => "status",
@@ -290,6 +304,13 @@ impl Verb {
 
 /// Maps a request line to its endpoint: 404 for an unknown path, 405 for a known path with another method.
 fn route(method: &Method, path: &str) -> Result<Endpoint, Reject> {
+    if let Some(asset) = Asset::at(path) {
+        return if Verb::Get.accepts(method) {
+            Ok(Endpoint::Page(asset))
+        } else {
+            Err(Reject::MethodNotAllowed(Verb::Get.allow()))
+        };
+    }
     let segments: Vec<&str> = match path.strip_prefix('/') {
         Some(rest) => rest.split('/').collect(),
         None => return Err(Reject::NotFound),
@@ -352,7 +373,7 @@ impl Guard {
     }
 
     fn admits(&self, endpoint: &Endpoint, headers: &HeaderMap) -> bool {
-        if !endpoint.writes() && !self.everything {
+        if endpoint.public() || (!endpoint.writes() && !self.everything) {
             return true;
         }
         let Some(expected) = &self.expected else {
@@ -579,6 +600,10 @@ fn response(
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     // Status and table answers go stale at once; no intermediary should keep them.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -601,6 +626,10 @@ mod tests {
     #[test]
     fn every_endpoint_is_routed_with_its_method() {
         let cases = [
+            (Method::GET, "/", Endpoint::Page(Asset::Page)),
+            (Method::HEAD, "/", Endpoint::Page(Asset::Page)),
+            (Method::GET, "/status.js", Endpoint::Page(Asset::Script)),
+            (Method::GET, "/status.css", Endpoint::Page(Asset::Style)),
             (Method::GET, "/healthz", Endpoint::Healthz),
             (Method::HEAD, "/healthz", Endpoint::Healthz),
             (Method::GET, "/ready", Endpoint::Ready),
@@ -633,8 +662,8 @@ mod tests {
     #[test]
     fn unknown_paths_are_not_found() {
         for path in [
-            "/",
             "",
+            "//",
             "/status/",
             "/nodes//refresh",
             "/nodes/a/b",
@@ -652,6 +681,7 @@ mod tests {
     fn a_known_path_with_another_method_is_not_allowed() {
         let cases = [
             (Method::POST, "/status", "GET, HEAD"),
+            (Method::POST, "/", "GET, HEAD"),
             (Method::GET, "/reload", "POST"),
             (Method::PUT, "/nodes/a/drain", "POST"),
             (Method::GET, "/affinity", "DELETE"),
@@ -698,7 +728,20 @@ mod tests {
     fn off_loopback_every_endpoint_needs_the_token() {
         let guard = Guard::new(Some(&Secret::new("s3cret")), true);
         assert!(!guard.admits(&Endpoint::Healthz, &headers(&[])));
+        assert!(!guard.admits(&Endpoint::Status, &headers(&[])));
         assert!(guard.admits(&Endpoint::Healthz, &headers(&["Bearer s3cret"])));
+    }
+
+    #[test]
+    fn the_status_page_files_are_public_everywhere() {
+        for guard in [
+            Guard::new(Some(&Secret::new("s3cret")), true),
+            Guard::new(None, true),
+        ] {
+            for asset in [Asset::Page, Asset::Script, Asset::Style] {
+                assert!(guard.admits(&Endpoint::Page(asset), &headers(&[])));
+            }
+        }
     }
 
     #[test]

@@ -3,12 +3,16 @@
 //! - [`serve`]: the admin server on its own listener. It knows nothing of the proxy: it calls an
 //!   [`AdminBackend`], so the API is tested against a fake and the proxy side (reload, refresh, drain) lives with
 //!   the proxy.
+//! - `page`: the status page at `/` (HTML, script and style compiled in), a live view of `/status` whose
+//!   drain/enable/refresh buttons send the admin token the operator types into it.
 //!
 //! Authentication: a bearer token, compared in constant time, guards every write endpoint (without a token
 //! configured they are refused), and every endpoint when the listener is not on a loopback address
-//! ([`check_settings`] refuses such a listener without a token).
+//! ([`check_settings`] refuses such a listener without a token). The status page's three files hold no data and
+//! are served to anyone who can reach the listener.
 
 mod api;
+mod page;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -2,6 +2,7 @@
 //! views an operator watches (`/status`, `/metrics`, a table lookup). Nothing here is on the request path.
 
 use std::path::PathBuf;
+use tokio::time::Instant;
 
 use serde_json::json;
 
@@ -18,12 +19,18 @@ use crate::server::reload::reload_from_file;
 pub struct ProxyAdmin {
     proxy: Proxy,
     config_path: Option<PathBuf>,
+    /// When the admin view was made (at start-up, before the listeners serve): `/status`'s uptime.
+    started: Instant,
 }
 
 impl ProxyAdmin {
     /// The admin view of `proxy`; without a config path, `POST /reload` answers that there is nothing to read.
     pub fn new(proxy: Proxy, config_path: Option<PathBuf>) -> ProxyAdmin {
-        ProxyAdmin { proxy, config_path }
+        ProxyAdmin {
+            proxy,
+            config_path,
+            started: Instant::now(),
+        }
     }
 
     fn node_id(&self, name: &str) -> Result<NodeId, AdminError> {
@@ -69,6 +76,8 @@ impl AdminBackend for ProxyAdmin {
                     "draining": pool.draining().contains(n.id),
                     "inflight": n.inflight(),
                     "owned_keys": keys[n.id.index()],
+                    // Responses relayed from the node so far: a client computes requests/s from two reads.
+                    "requests": self.proxy.metrics().node_responses(n.id),
                 })
             })
             .collect();
@@ -80,6 +89,8 @@ impl AdminBackend for ProxyAdmin {
             .collect();
         let stats = table.stats();
         json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs(),
             "nodes": nodes,
             "table": {
                 "entries": stats.len,

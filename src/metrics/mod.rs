@@ -250,6 +250,14 @@ impl Metrics {
         self.learn_skipped.fetch_add(1, Relaxed);
     }
 
+    /// Responses relayed from `node` so far, every status class together (the status page's requests/s).
+    pub fn node_responses(&self, node: NodeId) -> u64 {
+        self.responses[node.index()]
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .sum()
+    }
+
     /// Zeroes the per-node counters of `node`. Call it when an id is given to a node with a new name, so the
     /// new node's series do not start from its predecessor's totals.
     pub fn reset_node(&self, node: NodeId) {
@@ -725,6 +733,17 @@ mod tests {
         );
         assert_eq!(value(&samples, names::TABLE_MAX_ENTRIES, &[]), 1000.0);
         assert_eq!(value(&samples, names::TABLE_INSERTS_TOTAL, &[]), 9.0);
+    }
+
+    #[test]
+    fn node_responses_sums_every_class_of_that_node_only() {
+        let m = Metrics::new();
+        m.observe_response(Some(id(1)), StatusCode::OK);
+        m.observe_response(Some(id(1)), StatusCode::BAD_GATEWAY);
+        m.observe_response(Some(id(2)), StatusCode::OK);
+        m.observe_response(None, StatusCode::OK);
+        assert_eq!(m.node_responses(id(1)), 2);
+        assert_eq!(m.node_responses(id(0)), 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use super::cluster::Cluster;
-use super::consumer::{read_ca_file, run_flows, FlowOptions, FlowReport, ParamMode};
+use super::consumer::{read_ca_file, run_flows, FlowOptions, FlowReport, ParamMode, Resolve};
 use super::SimError;
 
 /// `tokenroute sim-nodes`: run stand-in nodes until shutdown.
@@ -63,6 +63,13 @@ pub struct FlowArgs {
     /// PEM file of CA certificates to trust for an https target.
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Connect to HOST:PORT at ADDR instead, keeping HOST in URLs, `Host` and the TLS name (curl's --resolve);
+    /// repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<Resolve>,
+    /// Accept any server certificate: encrypted but not authenticated (curl's --insecure); overrides --ca.
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
 }
 
 /// Runs the flows, prints the table, and returns the report (the caller exits non-zero when
@@ -71,7 +78,9 @@ pub async fn flow(args: FlowArgs) -> Result<FlowReport, SimError> {
     let mut opts = FlowOptions::new(args.target)
         .flows(args.flows)
         .concurrency(args.concurrency)
-        .params(args.params);
+        .params(args.params)
+        .insecure(args.insecure)
+        .resolve(args.resolve);
     if let Some(path) = args.ca {
         opts = opts.ca_pem(read_ca_file(&path).await?);
     }
@@ -110,5 +119,30 @@ mod tests {
             (10, 4, ParamMode::Query)
         );
         assert!(Cli::try_parse_from(["t", "flow", "--target", "x", "--params", "cookie"]).is_err());
+        assert!(!f.insecure && f.resolve.is_empty());
+    }
+
+    #[test]
+    fn resolve_repeats_and_insecure_is_a_switch() {
+        let cli = Cli::try_parse_from([
+            "t",
+            "flow",
+            "--target",
+            "https://a.test:8443",
+            "--resolve",
+            "a.test:8443:127.0.0.1",
+            "--resolve",
+            "b.test:443:[::1]",
+            "-k",
+        ])
+        .unwrap();
+        let Cmd::Flow(f) = cli.cmd else { panic!() };
+        assert!(f.insecure);
+        assert_eq!(f.resolve.len(), 2);
+        assert_eq!(f.resolve[1].host, "b.test");
+        let err = Cli::try_parse_from(["t", "flow", "--target", "x", "--resolve", "a.test:443"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HOST:PORT:ADDR"), "{err}");
     }
 }

@@ -502,7 +502,7 @@ async fn wrong_method_is_405_with_allow() {
 async fn unknown_path_is_404() {
     let admin = Admin::start(Some(TOKEN)).await;
     for target in [
-        "/",
+        "/index.html",
         "/nodes",
         "/nodes/lbcq_1",
         "/status/x",

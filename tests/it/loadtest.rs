@@ -29,6 +29,8 @@ fn args(target: String, flows: usize, svg: PathBuf) -> LoadtestArgs {
         duration: None,
         svg,
         ca: None,
+        resolve: Vec::new(),
+        insecure: false,
     }
 }
 

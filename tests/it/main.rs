@@ -32,8 +32,12 @@ mod proxy_core;
 mod refresh_repair;
 mod reload;
 #[cfg(feature = "sim")]
+mod resolve_insecure;
+#[cfg(feature = "sim")]
 mod sim_flow;
 #[cfg(feature = "sim")]
 mod sim_tls;
+#[cfg(feature = "sim")]
+mod status_page;
 #[cfg(feature = "sim")]
 mod token_routing;

@@ -26,8 +26,13 @@ pub struct Browser {
 impl Browser {
     /// A browser with no cookies.
     pub fn new(tls: rustls::ClientConfig, timeout: Duration) -> Self {
+        Browser::with_client(HttpClient::new(tls, timeout))
+    }
+
+    /// A browser with no cookies, sending through `http` (which should not be shared with another browser).
+    pub fn with_client(http: HttpClient) -> Self {
         Browser {
-            http: HttpClient::new(tls, timeout),
+            http,
             cookies: BTreeMap::new(),
         }
     }

@@ -8,7 +8,6 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -20,6 +19,7 @@ use super::super::wire::{
 };
 use super::super::{random_hex, unix_now, SimError};
 use super::report::Failure;
+use super::resolve::{Resolve, ResolvingConnector};
 use crate::oauth::percent;
 use crate::secret::Secret;
 
@@ -135,18 +135,23 @@ pub struct TokenPair {
 /// An HTTP/1.1 client with its own keep-alive pool (`http` and `https`). Clones share the pool.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<ResolvingConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl HttpClient {
     /// A client with a fresh pool.
     pub fn new(tls: rustls::ClientConfig, timeout: Duration) -> Self {
+        HttpClient::with_resolve(tls, timeout, &[])
+    }
+
+    /// A client with a fresh pool that dials the `--resolve` address of the hosts and ports in `resolve`.
+    pub fn with_resolve(tls: rustls::ClientConfig, timeout: Duration, resolve: &[Resolve]) -> Self {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(ResolvingConnector::new(resolve));
         HttpClient {
             client: Client::builder(TokioExecutor::new()).build(connector),
             timeout,

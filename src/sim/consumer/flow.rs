@@ -16,7 +16,7 @@ use super::callback::CallbackServer;
 use super::client::{HttpClient, Served};
 use super::options::{FlowOptions, StepEvent, StepObserver};
 use super::report::{Failure, FlowReport, FlowResult, Step, StepOutcome};
-use super::tls::tls_client_config;
+use super::tls::{insecure_tls_client_config, tls_client_config};
 use crate::secret::Secret;
 
 struct FlowContext {
@@ -25,6 +25,17 @@ struct FlowContext {
     tls: rustls::ClientConfig,
     s2s: HttpClient,
     callback: CallbackServer,
+}
+
+impl FlowContext {
+    /// A fresh browser (its own pool and cookies) with the run's TLS trust and `--resolve` entries.
+    fn browser(&self) -> Browser {
+        Browser::with_client(HttpClient::with_resolve(
+            self.tls.clone(),
+            self.opts.timeout,
+            &self.opts.resolve,
+        ))
+    }
 }
 
 /// Runs `opts.flows` friendship flows against `opts.target`, `opts.concurrency` at a time.
@@ -39,9 +50,13 @@ pub async fn run_flows(opts: FlowOptions) -> Result<FlowReport, SimError> {
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
         return Err(SimError::InvalidUrl(opts.target.clone()));
     }
-    let tls = tls_client_config(opts.ca_pem.as_deref())?;
+    let tls = if opts.insecure {
+        insecure_tls_client_config()?
+    } else {
+        tls_client_config(opts.ca_pem.as_deref())?
+    };
     let ctx = Arc::new(FlowContext {
-        s2s: HttpClient::new(tls.clone(), opts.timeout),
+        s2s: HttpClient::with_resolve(tls.clone(), opts.timeout, &opts.resolve),
         callback: CallbackServer::start().await?,
         target: target.clone(),
         tls,
@@ -165,7 +180,7 @@ async fn flow_steps(
 
     // The technote's step 2: the administrator follows the "grant access" link and types credentials into
     // the prompt (no prior login, so no session pins the browser to a node).
-    let mut admin = Browser::new(ctx.tls.clone(), opts.timeout);
+    let mut admin = ctx.browser();
     let approval = &discovery.oauth_approval_module_url;
     let r = admin.approve(approval, &key, false).await;
     done(steps, Step::ApproveForm, r)?;
@@ -188,7 +203,7 @@ async fn flow_steps(
         .await,
     )?;
 
-    let mut browser = Browser::new(ctx.tls.clone(), opts.timeout);
+    let mut browser = ctx.browser();
     let authorize = &discovery.oauth_user_authorization_url;
     let r = browser.authorize_form(authorize, &request.token).await;
     done(steps, Step::AuthorizeForm, r)?;

@@ -15,7 +15,8 @@
 //! - `client`: the server-to-server [`HttpClient`] (signed exchanges, whole replies).
 //! - `browser`: a [`Browser`] with its own cookie jar (approval and authorize pages).
 //! - `callback`: the consumer's own callback endpoint ([`CallbackServer`]).
-//! - `tls`: the client TLS configuration and CA files.
+//! - `tls`: the client TLS configuration and CA files (or `--insecure`).
+//! - `resolve`: `--resolve HOST:PORT:ADDR`, a TCP connector dialling another address for a host and port.
 //! - `report`: per-flow outcomes, per-step totals and the text table ([`FlowReport`]).
 
 mod browser;
@@ -24,6 +25,7 @@ mod client;
 mod flow;
 mod options;
 mod report;
+mod resolve;
 mod tls;
 
 pub use browser::Browser;
@@ -32,4 +34,5 @@ pub use client::{sign_now, HttpClient, Reply, Served, TokenPair};
 pub use flow::run_flows;
 pub use options::{FlowOptions, ParamMode, StepEvent, StepObserver};
 pub use report::{Failure, FlowReport, FlowResult, Step, StepOutcome, StepSummary};
-pub use tls::{read_ca_file, tls_client_config};
+pub use resolve::{Resolve, ResolvingConnector};
+pub use tls::{insecure_tls_client_config, read_ca_file, tls_client_config};

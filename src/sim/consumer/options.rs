@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::super::repository::{ADMIN_PASSWORD, ADMIN_USER, USER, USER_PASSWORD};
 use super::super::signature::ParamLocation;
 use super::report::{Failure, Step};
+use super::resolve::Resolve;
 #[cfg(doc)]
 use super::run_flows;
 use crate::secret::Secret;
@@ -75,6 +76,10 @@ pub struct FlowOptions {
     pub user_password: Secret,
     /// PEM of CA certificates trusted for `https` targets.
     pub ca_pem: Option<Vec<u8>>,
+    /// Accept any server certificate (curl's `--insecure`); overrides [`FlowOptions::ca_pem`].
+    pub insecure: bool,
+    /// Dial these addresses for their hosts and ports (curl's `--resolve`).
+    pub resolve: Vec<Resolve>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Called as each step ends (for live progress and latency figures); `None` by default.
@@ -127,6 +132,8 @@ impl Default for FlowOptions {
             user: USER.to_string(),
             user_password: Secret::new(USER_PASSWORD),
             ca_pem: None,
+            insecure: false,
+            resolve: Vec::new(),
             timeout: Duration::from_secs(10),
             observer: None,
             deadline: None,
@@ -164,6 +171,18 @@ impl FlowOptions {
     /// Trust these CA certificates (PEM) for `https` targets.
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Accept any server certificate: encrypted but unauthenticated, for trying a deployment out.
+    pub fn insecure(mut self, insecure: bool) -> Self {
+        self.insecure = insecure;
+        self
+    }
+
+    /// Connect to `HOST:PORT` at `ADDR:PORT` for each entry; URLs, `Host` and TLS names stay `HOST`.
+    pub fn resolve(mut self, entries: impl IntoIterator<Item = Resolve>) -> Self {
+        self.resolve.extend(entries);
         self
     }
 

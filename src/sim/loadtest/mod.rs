@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::consumer::{run_flows, FlowOptions, ParamMode, Step, StepEvent, StepObserver};
+use super::consumer::{run_flows, FlowOptions, ParamMode, Resolve, Step, StepEvent, StepObserver};
 use super::repository::lock;
 use super::SimError;
 
@@ -57,6 +57,13 @@ pub struct LoadtestArgs {
     /// PEM file of CA certificates to trust for an https target.
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Connect to HOST:PORT at ADDR instead, keeping HOST in URLs, `Host` and the TLS name (curl's --resolve);
+    /// repeatable.
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<Resolve>,
+    /// Accept any server certificate: encrypted but not authenticated (curl's --insecure); overrides --ca.
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
 }
 
 /// Flows a run starts when neither `--flows` nor `--duration` says otherwise.
@@ -254,6 +261,8 @@ async fn run(args: &LoadtestArgs) -> Result<LoadtestReport, SimError> {
         .flows(limit.unwrap_or(usize::MAX))
         .concurrency(args.concurrency)
         .params(args.params)
+        .insecure(args.insecure)
+        .resolve(args.resolve.iter().cloned())
         .observer(observer);
     if let Some(path) = &args.ca {
         opts = opts.ca_pem(super::consumer::read_ca_file(path).await?);
