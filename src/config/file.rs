@@ -134,6 +134,9 @@ pub struct LimitsFile {
     /// Longest wait for a node's response head.
     #[serde(default = "default_response_header_timeout")]
     pub response_header_timeout: String,
+    /// Longest silence in both directions of an upgraded connection (a WebSocket) before it is closed.
+    #[serde(default = "default_tunnel_idle_timeout")]
+    pub tunnel_idle_timeout: String,
 }
 
 impl Default for LimitsFile {
@@ -145,6 +148,7 @@ impl Default for LimitsFile {
             max_request_target: default_max_request_target(),
             body_idle_timeout: default_body_idle_timeout(),
             response_header_timeout: default_response_header_timeout(),
+            tunnel_idle_timeout: default_tunnel_idle_timeout(),
         }
     }
 }
@@ -166,6 +170,9 @@ fn default_body_idle_timeout() -> String {
 }
 fn default_response_header_timeout() -> String {
     "60s".into()
+}
+fn default_tunnel_idle_timeout() -> String {
+    "5m".into()
 }
 
 /// `[forwarding]`

@@ -136,6 +136,8 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// Longest wait for a node's response head.
     pub response_header_timeout: Duration,
+    /// Longest silence on an upgraded connection.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// `[forwarding]`, validated.
@@ -388,6 +390,8 @@ fn limits(file: &LimitsFile, errors: &mut Errors) -> Limits {
             "limits.response_header_timeout",
             &file.response_header_timeout,
         ),
+        tunnel_idle_timeout: errors
+            .positive_duration("limits.tunnel_idle_timeout", &file.tunnel_idle_timeout),
     }
 }
 

@@ -294,7 +294,8 @@ async fn serve<IO>(
         let proxy = proxy.clone();
         async move { Ok::<_, Infallible>(proxy.handle(request, info).await) }
     });
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    // With upgrades: a request the node answers 101 hands its connection over to a tunnel (`proxy::tunnel`).
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
     }

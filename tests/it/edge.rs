@@ -415,6 +415,7 @@ fn corpus() -> Vec<Case> {
             &["/c"],
         )
         .sees(&["hello"]),
+        // The node is offered the upgrade and declines it with its 200: nothing is tunnelled.
         case(
             "bytes_after_an_upgrade_request_answered_200_are_the_next_request_not_a_tunnel",
             format!(
@@ -422,8 +423,18 @@ fn corpus() -> Vec<Case> {
             ),
             &[200, 200],
             &["/c", "/after-upgrade"],
+        ),
+        case(
+            "a_websocket_upgrade_is_offered_to_the_node_with_the_proxy_s_own_connection_field",
+            get(
+                "/c",
+                "Host: lbcq\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            ),
+            &[200],
+            &["/c"],
         )
-        .never(&["upgrade:"]),
+        .sees(&["upgrade: websocket\r\n", "connection: upgrade\r\n", "sec-websocket-key: "])
+        .never(&["x-hop"]),
         case(
             "h2c_upgrade_is_not_forwarded",
             get(

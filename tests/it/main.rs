@@ -31,3 +31,4 @@ mod sim_flow;
 mod sim_tls;
 #[cfg(feature = "sim")]
 mod token_routing;
+mod tunnel;
