@@ -83,6 +83,9 @@ pub struct ListenerFile {
     pub max_connections: usize,
     /// TLS termination; absent means plain HTTP.
     pub tls: Option<TlsFile>,
+    /// Expect a PROXY protocol (v1 or v2) header from peers in `forwarding.trusted_proxies`.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 fn default_max_connections() -> usize {

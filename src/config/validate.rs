@@ -119,6 +119,8 @@ pub struct Listener {
     pub max_connections: NonZeroUsize,
     /// TLS termination, ready to use.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connections from trusted proxies start with a PROXY protocol header naming the real client.
+    pub proxy_protocol: bool,
 }
 
 /// `[limits]`, validated.
@@ -260,6 +262,18 @@ pub fn validate(
             })
             .collect(),
     };
+    // The header is accepted only from trusted proxies: with none, `proxy_protocol` could never apply.
+    if forwarding.trusted_proxies.is_empty() {
+        for (i, l) in file.listeners.iter().enumerate() {
+            if l.proxy_protocol {
+                errors.push(
+                    format!("listener[{i}].proxy_protocol"),
+                    true,
+                    "needs forwarding.trusted_proxies: the PROXY header is accepted only from them",
+                );
+            }
+        }
+    }
     let upstream = upstream(&file.upstream, base_dir, &mut errors);
     let health = health(&file.health, &mut errors);
     let routing = routing(&file.routing, &mut errors);
@@ -349,6 +363,7 @@ fn listeners(files: &[ListenerFile], base_dir: &Path, errors: &mut Errors) -> Ve
             address,
             max_connections,
             tls,
+            proxy_protocol: l.proxy_protocol,
         });
     }
     out

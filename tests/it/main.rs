@@ -22,6 +22,7 @@ mod no_leaks;
 mod oauth2_sim;
 mod packaging;
 mod proxy_core;
+mod proxy_protocol;
 #[cfg(feature = "sim")]
 mod refresh_repair;
 mod reload;
