@@ -6,7 +6,8 @@
 //! # Architecture
 //!
 //! - [`config`]: the file layer (serde structs) → validated runtime [`config::Config`]; errors name the key.
-//! - [`server`]: listeners, TLS termination, connection caps, graceful drain; [`server::run`] is the entry point.
+//! - [`server`]: listeners, the PROXY protocol, TLS termination, connection caps, graceful drain; [`server::run`] is the
+//!   entry point.
 //! - [`proxy`]: one request: classify → route → forward → learn; header hygiene; the error → status map.
 //! - [`upstream`]: nodes, the HTTP(S) client, balancing policies and health checking.
 //! - [`oauth`]: pure extraction of credentials from requests and responses (RFC 5849, RFC 6749/6750).

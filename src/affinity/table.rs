@@ -143,7 +143,8 @@ pub trait AffinityStore: Send + Sync + fmt::Debug {
     fn add_owner(&self, fp: Fingerprint, node: NodeId) -> bool;
     /// Removes `node` from the owner set of `fp` (it answered stale). Whether the entry existed.
     fn remove_owner(&self, fp: Fingerprint, node: NodeId) -> bool;
-    /// Removes `node` from every owner set (it left the pool). How many entries were dropped.
+    /// Removes `node` from every owner set (it left the pool); an entry left with no owner is dropped. How
+    /// many entries were dropped.
     fn remove_node(&self, node: NodeId) -> usize;
 }
 
@@ -285,13 +286,16 @@ impl Table {
         stored.is_some()
     }
 
-    /// Removes `node` from every owner set (the node left the pool); token entries left with no owner are
-    /// dropped. Returns how many entries were dropped. Visits the whole map: a reload-time operation.
+    /// Removes `node` from every owner set (the node left the pool); every entry left with no owner, consumer
+    /// keys and client ids included, is dropped: nothing in the pool can be shown to hold it, and a key the
+    /// shared repository still holds is learned again from the next registration, approval or refresh. (A
+    /// stale answer, [`Table::remove_owner`], keeps an ownerless key known so that its next request refreshes
+    /// a node first.) Returns how many entries were dropped. Visits the whole map: a reload-time operation.
     pub fn remove_node(&self, node: NodeId) -> usize {
         let mut journal = self.journal_writer();
         let dropped = self.shared.map.retain(|_, entry| {
             entry.owners = entry.owners.without(node);
-            !entry.owners.is_empty() || entry.is_key()
+            !entry.owners.is_empty()
         });
         if let Some(journal) = &mut journal {
             journal.append(&Record::RemoveNode { node });
@@ -639,19 +643,28 @@ mod tests {
     }
 
     #[test]
-    fn removing_a_node_strips_it_everywhere() {
+    fn removing_a_node_strips_it_everywhere_and_drops_what_it_alone_owned() {
         let table = Table::new(10);
         table.learn(fp(1), CredentialKind::ConsumerKey, node(0), HOUR, NOW);
         table.learn(fp(1), CredentialKind::ConsumerKey, node(1), HOUR, NOW);
         table.learn(fp(2), CredentialKind::AccessToken, node(1), HOUR, NOW);
         table.learn(fp(3), CredentialKind::SessionCookie, node(2), HOUR, NOW);
         table.learn(fp(4), CredentialKind::ClientId, node(1), HOUR, NOW);
-        assert_eq!(table.remove_node(node(1)), 1);
+        table.learn(fp(5), CredentialKind::ConsumerKey, node(1), HOUR, NOW);
+        assert_eq!(table.remove_node(node(1)), 3);
         assert_eq!(table.lookup(fp(1), NOW).unwrap().owners(), set(&[0]));
         assert!(table.lookup(fp(2), NOW).is_none());
         assert_eq!(table.lookup(fp(3), NOW).unwrap().owners(), set(&[2]));
-        assert!(table.lookup(fp(4), NOW).unwrap().owners().is_empty());
-        assert_eq!(table.len(), 3);
+        assert!(
+            table.lookup(fp(4), NOW).is_none(),
+            "a client id it alone held"
+        );
+        assert!(
+            table.lookup(fp(5), NOW).is_none(),
+            "a consumer key it alone held"
+        );
+        assert!(table.entries().all(|(_, e)| !e.owners().is_empty()));
+        assert_eq!(table.len(), 2);
     }
 
     #[test]
@@ -752,7 +765,7 @@ mod tests {
         assert!(store.add_owner(fp(1), node(1)));
         assert_eq!(store.lookup(fp(1), NOW).unwrap().owners(), set(&[0, 1]));
         assert!(store.remove_owner(fp(1), node(0)));
-        assert_eq!(store.remove_node(node(1)), 0);
+        assert_eq!(store.remove_node(node(1)), 1);
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub struct ListenerFile {
     pub max_connections: usize,
     /// TLS termination; absent means plain HTTP.
     pub tls: Option<TlsFile>,
+    /// Expect a PROXY protocol (v1 or v2) header from peers in `forwarding.trusted_proxies`.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 fn default_max_connections() -> usize {
@@ -137,6 +140,9 @@ pub struct LimitsFile {
     /// Longest wait for a node's response head.
     #[serde(default = "default_response_header_timeout")]
     pub response_header_timeout: String,
+    /// Longest silence in both directions of an upgraded connection (a WebSocket) before it is closed.
+    #[serde(default = "default_tunnel_idle_timeout")]
+    pub tunnel_idle_timeout: String,
 }
 
 impl Default for LimitsFile {
@@ -148,6 +154,7 @@ impl Default for LimitsFile {
             max_request_target: default_max_request_target(),
             body_idle_timeout: default_body_idle_timeout(),
             response_header_timeout: default_response_header_timeout(),
+            tunnel_idle_timeout: default_tunnel_idle_timeout(),
         }
     }
 }
@@ -169,6 +176,9 @@ fn default_body_idle_timeout() -> String {
 }
 fn default_response_header_timeout() -> String {
     "60s".into()
+}
+fn default_tunnel_idle_timeout() -> String {
+    "5m".into()
 }
 
 /// `[forwarding]`

@@ -527,8 +527,8 @@ journal_fsync_interval = "0s"
         let (s, d) = (&shipped.listeners[0], &defaults.listeners[0]);
         same(
             "[[listener]]",
-            format!("{:?}", (&s.name, s.max_connections)),
-            format!("{:?}", (&d.name, d.max_connections)),
+            format!("{:?}", (&s.name, s.max_connections, s.proxy_protocol)),
+            format!("{:?}", (&d.name, d.max_connections, d.proxy_protocol)),
         );
         assert_eq!(shipped.upstream.nodes.len(), 3);
     }
@@ -611,6 +611,21 @@ journal_fsync_interval = "0s"
             format!("{MINIMAL}[[listener]]\nname = \"listener0\"\naddress = \"127.0.0.1:0\"\n");
         let d = find(&findings(&text), "listener[1].name").clone();
         assert_eq!((d.severity, d.line), (Severity::Error, 9));
+    }
+
+    #[test]
+    fn proxy_protocol_without_trusted_proxies_is_refused_on_its_listener() {
+        let text = MINIMAL.replace(
+            "address = \"127.0.0.1:0\"",
+            "address = \"127.0.0.1:0\"\nproxy_protocol = true",
+        );
+        let d = find(&findings(&text), "listener[0].proxy_protocol").clone();
+        assert_eq!(d.severity, Severity::Error);
+        assert!(d.message.contains("forwarding.trusted_proxies"), "{d:?}");
+        let trusted = format!("{text}[forwarding]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+        assert!(findings(&trusted)
+            .iter()
+            .all(|d| d.severity != Severity::Error));
     }
 
     #[test]

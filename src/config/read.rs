@@ -166,6 +166,7 @@ const UNIT_KEYS: &[(&str, Unit)] = &[
     ("limits.header_read_timeout", Unit::Duration),
     ("limits.body_idle_timeout", Unit::Duration),
     ("limits.response_header_timeout", Unit::Duration),
+    ("limits.tunnel_idle_timeout", Unit::Duration),
     ("limits.max_header_bytes", Unit::Size),
     ("limits.max_request_target", Unit::Size),
     ("upstream.connect_timeout", Unit::Duration),

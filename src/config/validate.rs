@@ -127,6 +127,8 @@ pub struct Listener {
     pub max_connections: NonZeroUsize,
     /// TLS termination, ready to use.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connections from trusted proxies start with a PROXY protocol header naming the real client.
+    pub proxy_protocol: bool,
 }
 
 /// `[limits]`, validated.
@@ -144,6 +146,8 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// Longest wait for a node's response head.
     pub response_header_timeout: Duration,
+    /// Longest silence on an upgraded connection.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// `[forwarding]`, validated.
@@ -266,6 +270,18 @@ pub fn validate(
             })
             .collect(),
     };
+    // The header is accepted only from trusted proxies: with none, `proxy_protocol` could never apply.
+    if forwarding.trusted_proxies.is_empty() {
+        for (i, l) in file.listeners.iter().enumerate() {
+            if l.proxy_protocol {
+                errors.push(
+                    format!("listener[{i}].proxy_protocol"),
+                    true,
+                    "needs forwarding.trusted_proxies: the PROXY header is accepted only from them",
+                );
+            }
+        }
+    }
     let upstream = upstream(&file.upstream, base_dir, &mut errors);
     let health = health(&file.health, &mut errors);
     let routing = routing(&file.routing, &mut errors);
@@ -365,6 +381,7 @@ fn listeners(files: &[ListenerFile], base_dir: &Path, errors: &mut Errors) -> Ve
             address,
             max_connections,
             tls,
+            proxy_protocol: l.proxy_protocol,
         });
     }
     out
@@ -406,6 +423,8 @@ fn limits(file: &LimitsFile, errors: &mut Errors) -> Limits {
             "limits.response_header_timeout",
             &file.response_header_timeout,
         ),
+        tunnel_idle_timeout: errors
+            .positive_duration("limits.tunnel_idle_timeout", &file.tunnel_idle_timeout),
     }
 }
 

@@ -2,6 +2,7 @@
 //! on another node with the body taken back, never re-read. Also buffering a form body under the cap.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
@@ -12,7 +13,7 @@ use hyper::body::Incoming;
 use super::error::ProxyError;
 use super::Generation;
 use crate::affinity::NodeSet;
-use crate::transport::body::{self, Prefix, ProxyBody, Reclaimable};
+use crate::transport::body::{self, Prefix, ProxyBody, Reclaimable, Sending, Watched};
 use crate::upstream::balance::Basis;
 use crate::upstream::{InflightGuard, Node};
 
@@ -64,15 +65,17 @@ pub(super) async fn forward(
             .ok_or(ProxyError::NoHealthyNode)?
             .clone();
         let (sent_body, reclaim) = Reclaimable::new(body);
+        let (sent_body, sending) = Watched::new(sent_body);
         let mut upstream = Request::new(sent_body.boxed());
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = node.uri_for(path_and_query);
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = parts.headers.clone();
         let guard = node.start_request();
-        let outcome = tokio::time::timeout(
-            limits.response_header_timeout,
+        let outcome = answer_within(
             node.client.request(upstream),
+            sending,
+            limits.response_header_timeout,
         )
         .await;
         match outcome {
@@ -124,6 +127,46 @@ pub(super) async fn forward(
         }
     }
 }
+
+/// Waits for the node's response head. The node has `timeout` once the request body has been sent whole, and
+/// `timeout` to take each frame handed to it; while the proxy waits for the client's next frame no deadline runs
+/// here (the body's idle timeout guards that, and its failure is the client's, never the node's).
+async fn answer_within<F: std::future::Future>(
+    request: F,
+    mut sending: tokio::sync::watch::Receiver<Sending>,
+    timeout: Duration,
+) -> Result<F::Output, Elapsed> {
+    let mut request = std::pin::pin!(request);
+    loop {
+        // A closed channel: the body is done (sent, failed or dropped).
+        let Ok(changed) = sending.has_changed() else {
+            return tokio::time::timeout(timeout, request)
+                .await
+                .map_err(|_| Elapsed);
+        };
+        let phase = if changed {
+            *sending.borrow_and_update()
+        } else {
+            *sending.borrow()
+        };
+        let node_deadline = async {
+            match phase {
+                Sending::Node => tokio::time::sleep(timeout).await,
+                Sending::Client => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            output = &mut request => return Ok(output),
+            () = node_deadline => return Err(Elapsed),
+            _ = sending.changed() => {}
+        }
+    }
+}
+
+/// The node took longer than the response-header timeout.
+#[derive(Debug)]
+struct Elapsed;
 
 /// Buffers a form body to read its credentials, under the cap: over it, an OAuth endpoint's request gets 413
 /// (`strict`), any other is handed back as its head and unread rest.

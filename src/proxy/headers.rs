@@ -185,6 +185,44 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The `Upgrade` value of a request the proxy tunnels after a 101: an HTTP/1.1 `GET` without a body whose
+/// `Connection` names `upgrade` (RFC 9110 §7.8). `h2c` is never tunnelled: after the switch the node would
+/// read HTTP/2 requests the proxy never sees, routes or learns from (it is removed like any hop-by-hop field).
+/// `None`: the request is forwarded as any other, its `Upgrade` removed.
+pub(super) fn upgrade_request(
+    method: &http::Method,
+    version: Version,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Option<HeaderValue> {
+    if method != http::Method::GET || version != Version::HTTP_11 || has_body {
+        return None;
+    }
+    let names_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let mut values = headers.get_all(header::UPGRADE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let h2c = value.to_str().map_or(true, |v| {
+        v.split(',').any(|p| {
+            let name = p.trim().split('/').next().unwrap_or_default();
+            name.eq_ignore_ascii_case("h2c") || name.is_empty()
+        })
+    });
+    (names_upgrade && !h2c).then(|| value.clone())
+}
+
+/// Puts back the two fields an upgrade travels in, after [`strip_hop_by_hop`] removed them.
+pub(super) fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
 /// What the proxy knows about the client connection.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ClientSide {
@@ -660,5 +698,100 @@ mod tests {
             h.get("forwarded").unwrap(),
             "for=\"[2001:db8::7]\";host=\"lbcq\";proto=http"
         );
+    }
+
+    #[test]
+    fn only_an_http11_get_naming_upgrade_in_connection_is_tunnelled_and_never_h2c() {
+        let ws = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ];
+        let get = http::Method::GET;
+        // Name, method, version, fields, whether it has a body, the protocol tunnelled.
+        type Case<'a> = (
+            &'a str,
+            &'a http::Method,
+            Version,
+            &'a [(&'a str, &'a str)],
+            bool,
+            Option<&'a str>,
+        );
+        let cases: &[Case<'_>] = &[
+            (
+                "websocket",
+                &get,
+                Version::HTTP_11,
+                &ws,
+                false,
+                Some("websocket"),
+            ),
+            (
+                "post",
+                &http::Method::POST,
+                Version::HTTP_11,
+                &ws,
+                false,
+                None,
+            ),
+            ("with a body", &get, Version::HTTP_11, &ws, true, None),
+            ("http/1.0", &get, Version::HTTP_10, &ws, false, None),
+            ("http/2", &get, Version::HTTP_2, &ws, false, None),
+            (
+                "connection without upgrade",
+                &get,
+                Version::HTTP_11,
+                &[("connection", "close"), ("upgrade", "websocket")],
+                false,
+                None,
+            ),
+            (
+                "upgrade without connection",
+                &get,
+                Version::HTTP_11,
+                &[("upgrade", "websocket")],
+                false,
+                None,
+            ),
+            (
+                "h2c",
+                &get,
+                Version::HTTP_11,
+                &[("connection", "upgrade"), ("upgrade", "h2c")],
+                false,
+                None,
+            ),
+            (
+                "h2c among others",
+                &get,
+                Version::HTTP_11,
+                &[("connection", "upgrade"), ("upgrade", "websocket, H2C")],
+                false,
+                None,
+            ),
+            (
+                "empty protocol",
+                &get,
+                Version::HTTP_11,
+                &[("connection", "upgrade"), ("upgrade", "websocket, ")],
+                false,
+                None,
+            ),
+            (
+                "two upgrade fields",
+                &get,
+                Version::HTTP_11,
+                &[
+                    ("connection", "upgrade"),
+                    ("upgrade", "websocket"),
+                    ("upgrade", "foo"),
+                ],
+                false,
+                None,
+            ),
+        ];
+        for (name, method, version, pairs, body, want) in cases {
+            let got = upgrade_request(method, *version, &map(pairs), *body);
+            assert_eq!(got.as_ref().map(|v| v.to_str().unwrap()), *want, "{name}");
+        }
     }
 }

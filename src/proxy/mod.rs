@@ -6,7 +6,8 @@
 //!    pure decision; [`classify::plan_key_route`] the consumer-key strategy);
 //! 3. [`forward`]: send it to a node (one retry elsewhere when the connect failed);
 //! 4. [`repair`]: after a stale-credential answer, replay it once on a node that can answer;
-//! 5. [`learn`]: learn what the node's answer issued, before a byte of it is relayed.
+//! 5. [`learn`]: learn what the node's answer issued, before a byte of it is relayed;
+//! 6. [`tunnel`]: or, when the node switched protocols (101) on an upgrade request, splice the two connections.
 //!
 //! [`error`] is the one place errors become statuses. [`generation`] holds the configuration in force and
 //! swaps it on reload.
@@ -24,6 +25,7 @@ mod headers;
 mod learn;
 mod repair;
 mod route;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,6 +79,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Reload bookkeeping and the health probers of the pool in force; reloads only.
     reloads: generation::Reloads,
+    /// The task tracker and cancellation tree upgraded connections are spliced under; touched once per 101.
+    tunnels: tunnel::Tunnels,
 }
 
 impl Proxy {
@@ -118,7 +122,8 @@ impl Proxy {
                 key,
                 refreshes,
                 metrics,
-                reloads: generation::Reloads::new(tasks, cancel),
+                reloads: generation::Reloads::new(tasks.clone(), cancel.clone()),
+                tunnels: tunnel::Tunnels::new(tasks, cancel),
             }),
         };
         proxy.start_probers(&generation);
@@ -200,7 +205,21 @@ impl Proxy {
             return Err(ProxyError::BadTarget);
         }
         let host = edge::check_request(&parts, &config.limits)?;
+        let upgrade = headers::upgrade_request(
+            &parts.method,
+            parts.version,
+            &parts.headers,
+            !http_body::Body::is_end_stream(&body),
+        );
         headers::strip_hop_by_hop(&mut parts.headers);
+        // The client's side of an upgrade, taken only when the request may be tunnelled.
+        let client_upgrade = match upgrade {
+            Some(protocol) => {
+                headers::set_upgrade(&mut parts.headers, protocol);
+                parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+            }
+            None => None,
+        };
         parts.headers.insert(http::header::HOST, host.clone());
         let client = ClientSide {
             peer: connection.peer.ip(),
@@ -278,6 +297,25 @@ impl Proxy {
         self.shared
             .metrics
             .observe_upstream_latency(answer.node.id, started.elapsed());
+        let answer = match (client_upgrade, answer) {
+            (
+                Some(client),
+                forward::NodeAnswer {
+                    node,
+                    guard,
+                    response: forward::Relayed::Fresh(response),
+                },
+            ) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                return Ok(self.tunnel(
+                    node,
+                    guard,
+                    response,
+                    client,
+                    config.limits.tunnel_idle_timeout,
+                ));
+            }
+            (_, answer) => answer,
+        };
         let answer = match (&replayable, config.repair.enabled) {
             (Some(replay), true) => {
                 self.repair(generation, &parts, &classified, replay, answer)

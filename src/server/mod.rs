@@ -1,9 +1,10 @@
-//! Listeners, TLS termination, connection caps and graceful drain.
+//! Listeners, the PROXY protocol ([`proxy_protocol`]), TLS termination, connection caps and graceful drain.
 //!
 //! [`bind`] opens the configured sockets; [`run`] serves them until the shutdown future completes, then stops
 //! accepting, lets in-flight requests finish up to `runtime.drain_timeout`, and returns. Listeners follow
 //! reloads (a moved one is rebound). The rest of the application is assembled in `app`.
 
+pub mod proxy_protocol;
 pub mod reload;
 
 use std::collections::HashMap;
@@ -35,6 +36,9 @@ pub struct BoundListener {
     pub tls: Option<TlsAcceptor>,
     /// Connection cap.
     pub max_connections: usize,
+    /// Whether trusted peers' connections start with a PROXY protocol header (as bound; reloads apply to new
+    /// connections).
+    pub proxy_protocol: bool,
 }
 
 impl std::fmt::Debug for BoundListener {
@@ -44,6 +48,7 @@ impl std::fmt::Debug for BoundListener {
             .field("listener", &self.listener)
             .field("tls", &self.tls.is_some())
             .field("max_connections", &self.max_connections)
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish()
     }
 }
@@ -71,6 +76,7 @@ pub async fn bind(config: &Config) -> std::io::Result<Vec<BoundListener>> {
             listener,
             tls: l.tls.clone().map(TlsAcceptor::from),
             max_connections: l.max_connections.get(),
+            proxy_protocol: l.proxy_protocol,
         });
     }
     Ok(out)
@@ -149,6 +155,7 @@ pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Fut
                                 listener: socket,
                                 tls: l.tls.clone().map(TlsAcceptor::from),
                                 max_connections: l.max_connections.get(),
+                                proxy_protocol: l.proxy_protocol,
                             };
                             running.insert(l.name.clone(), start(bound));
                         }
@@ -216,7 +223,7 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             accepted = bound.listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -246,9 +253,45 @@ async fn accept_loop(
         } else {
             None
         };
+        // The PROXY setting and the trusted proxies of the generation in force, like the certificates.
+        let expect_header = {
+            let generation = proxy.current();
+            let config = &generation.config;
+            config
+                .listeners
+                .iter()
+                .find(|l| l.name == bound.name)
+                .map_or(bound.proxy_protocol, |l| l.proxy_protocol)
+                .then(|| {
+                    config
+                        .forwarding
+                        .trusted_proxies
+                        .iter()
+                        .any(|c| c.contains(peer.ip()))
+                })
+        };
         let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            // The PROXY header comes first, before any HTTP or TLS byte; the client it names is the peer from
+            // then on (X-Forwarded-For, logs, trust).
+            let peer = match expect_header {
+                None => peer,
+                Some(trusted) => {
+                    let client = proxy_protocol::client_of(&mut stream, peer, trusted);
+                    match tokio::time::timeout(handshake_timeout, client).await {
+                        Ok(Ok(client)) => client,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "connection refused: PROXY protocol");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "PROXY protocol header timed out");
+                            return;
+                        }
+                    }
+                }
+            };
             match tls {
                 None => {
                     serve(
@@ -294,7 +337,8 @@ async fn serve<IO>(
         let proxy = proxy.clone();
         async move { Ok::<_, Infallible>(proxy.handle(request, info).await) }
     });
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    // With upgrades: a request the node answers 101 hands its connection over to a tunnel (`proxy::tunnel`).
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
     }

@@ -1,7 +1,8 @@
 //! Hot reload of `config.toml`: on SIGHUP, on a change of the file (polled), and on the admin API's request.
 //!
 //! A reload parses and validates a whole new config; only a valid one is applied (atomically, see
-//! [`Proxy::reload`]). An invalid one is logged with every error and counted, and the old config keeps serving.
+//! [`Proxy::reload`]). An invalid one is logged with every error and counted, once per edit however many
+//! triggers see it ([`FileWatch`]), and the old config keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -25,15 +26,103 @@ pub fn reload_from_file(proxy: &Proxy, path: &Path) -> Result<ReloadReport, Load
     }
 }
 
+/// The file's modification time and size: what the watcher compares to see an edit.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+}
+
+/// What one trigger of the watcher did.
+#[derive(Debug)]
+pub enum Attempt {
+    /// Nothing to do: the file did not change since it was last read.
+    Unchanged,
+    /// A new config is in force.
+    Applied(ReloadReport),
+    /// The file was refused (and counted once).
+    Refused,
+    /// The file refused last time was read again, unchanged, and refused for the same reasons: not counted
+    /// again, because it is the same bad edit (an editor's save is seen by the poll and by the SIGHUP that
+    /// the operator or a unit file sends after it).
+    RefusedAgain,
+}
+
+/// The reload triggers of one config file, with what they have seen: the file as last read, and the last
+/// refusal (file stamp and errors), so one bad edit is counted once however many triggers fire for it.
+#[derive(Debug)]
+pub struct FileWatch {
+    proxy: Proxy,
+    path: PathBuf,
+    /// The stamp of the file as last read (by either trigger).
+    seen: Stamp,
+    /// The stamp and error report of the last refused read; cleared by a successful one.
+    refused: Option<(Stamp, String)>,
+}
+
+impl FileWatch {
+    /// A watch over `path`, whose current content is taken as already loaded.
+    pub fn new(proxy: Proxy, path: PathBuf) -> FileWatch {
+        FileWatch {
+            seen: stamp(&path),
+            proxy,
+            path,
+            refused: None,
+        }
+    }
+
+    /// SIGHUP: read the file whatever its stamp (files it names, such as certificates, may have changed).
+    pub fn on_hangup(&mut self) -> Attempt {
+        tracing::info!("SIGHUP: reloading config");
+        self.read(stamp(&self.path))
+    }
+
+    /// A poll: read the file only if its stamp changed since it was last read.
+    pub fn on_poll(&mut self) -> Attempt {
+        let now = stamp(&self.path);
+        if now == self.seen || now.is_none() {
+            return Attempt::Unchanged;
+        }
+        tracing::info!(path = %self.path.display(), "config file changed: reloading");
+        self.read(now)
+    }
+
+    fn read(&mut self, now: Stamp) -> Attempt {
+        self.seen = now;
+        match config::load(&self.path) {
+            Ok(config) => {
+                self.refused = None;
+                let report = self.proxy.reload(config);
+                tracing::info!(version = report.version, added = ?report.nodes_added, removed = ?report.nodes_removed, "config reloaded");
+                Attempt::Applied(report)
+            }
+            Err(e) => {
+                let errors = e.report();
+                let again = self
+                    .refused
+                    .as_ref()
+                    .is_some_and(|(stamp, report)| *stamp == now && *report == errors);
+                if again {
+                    tracing::warn!(
+                        "config reload refused again: the file is unchanged since its last refusal"
+                    );
+                    return Attempt::RefusedAgain;
+                }
+                tracing::error!(error = %errors, "config reload refused; the running config keeps serving");
+                self.proxy.reload_failed(&errors);
+                self.refused = Some((now, errors));
+                Attempt::Refused
+            }
+        }
+    }
+}
+
 /// Reloads on SIGHUP and whenever the file's modification time or size changes (checked every `poll`).
 /// Runs until dropped.
 pub async fn watch(proxy: Proxy, path: PathBuf, poll: Duration) {
-    let stamp = |p: &Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
-    };
-    let mut last = stamp(&path);
+    let mut files = FileWatch::new(proxy, path);
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -52,17 +141,10 @@ pub async fn watch(proxy: Proxy, path: PathBuf, poll: Duration) {
         };
         tokio::select! {
             _ = signalled => {
-                tracing::info!("SIGHUP: reloading config");
-                last = stamp(&path);
-                let _ = reload_from_file(&proxy, &path);
+                files.on_hangup();
             }
             _ = tick.tick() => {
-                let now = stamp(&path);
-                if now != last && now.is_some() {
-                    last = now;
-                    tracing::info!(path = %path.display(), "config file changed: reloading");
-                    let _ = reload_from_file(&proxy, &path);
-                }
+                files.on_poll();
             }
         }
     }

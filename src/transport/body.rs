@@ -191,6 +191,71 @@ where
     }
 }
 
+/// Which side a request body being sent to a node waits on, so that the wait for the node's answer is blamed
+/// on the right side: a client trickling its body is not a slow node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sending {
+    /// The next frame is the client's to send (it is guarded by the body's idle timeout).
+    Client,
+    /// A frame was handed on and the node has not taken it yet (its socket is full).
+    Node,
+}
+
+/// A request body that reports where it stands on a watch channel; the channel closes when the body has been
+/// sent whole (or failed, or was dropped), which is when the wait for the response head starts.
+#[derive(Debug)]
+pub(crate) struct Watched<B> {
+    inner: B,
+    /// `None` once the body ended: dropping the sender is the "sent" signal.
+    phase: Option<tokio::sync::watch::Sender<Sending>>,
+}
+
+impl<B: Body> Watched<B> {
+    /// Wraps `inner`; the receiver sees [`Sending`] changes and closes when the body is done.
+    pub(crate) fn new(inner: B) -> (Self, tokio::sync::watch::Receiver<Sending>) {
+        let (tx, rx) = tokio::sync::watch::channel(Sending::Client);
+        let phase = (!inner.is_end_stream()).then_some(tx);
+        (Watched { inner, phase }, rx)
+    }
+}
+
+impl<B> Body for Watched<B>
+where
+    B: Body<Data = Bytes, Error = BodyError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let now = match &polled {
+            Poll::Pending => Some(Sending::Client),
+            Poll::Ready(Some(Ok(_))) if !this.inner.is_end_stream() => Some(Sending::Node),
+            Poll::Ready(_) => None,
+        };
+        match (now, &this.phase) {
+            (Some(now), Some(tx)) => {
+                tx.send_if_modified(|phase| std::mem::replace(phase, now) != now);
+            }
+            (None, _) => this.phase = None,
+            (Some(_), None) => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The result of [`read_prefix`].
 #[derive(Debug)]
 pub(crate) enum Prefix<B> {

@@ -415,6 +415,7 @@ fn corpus() -> Vec<Case> {
             &["/c"],
         )
         .sees(&["hello"]),
+        // The node is offered the upgrade and declines it with its 200: nothing is tunnelled.
         case(
             "bytes_after_an_upgrade_request_answered_200_are_the_next_request_not_a_tunnel",
             format!(
@@ -422,8 +423,18 @@ fn corpus() -> Vec<Case> {
             ),
             &[200, 200],
             &["/c", "/after-upgrade"],
+        ),
+        case(
+            "a_websocket_upgrade_is_offered_to_the_node_with_the_proxy_s_own_connection_field",
+            get(
+                "/c",
+                "Host: lbcq\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            ),
+            &[200],
+            &["/c"],
         )
-        .never(&["upgrade:"]),
+        .sees(&["upgrade: websocket\r\n", "connection: upgrade\r\n", "sec-websocket-key: "])
+        .never(&["x-hop"]),
         case(
             "h2c_upgrade_is_not_forwarded",
             get(
@@ -912,5 +923,37 @@ async fn an_http2_body_that_disagrees_with_its_content_length_never_completes_on
             );
         }
     }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_trickled_for_longer_than_the_response_header_timeout_is_answered_not_blamed_on_the_node(
+) {
+    let node = RecordingNode::start().await;
+    // The node answers only once it has the whole body; the client takes about twice the response-header
+    // timeout to send it, each pause well within the body's idle timeout.
+    let extra = "[limits]\nresponse_header_timeout = \"1s\"\nbody_idle_timeout = \"5s\"\n";
+    let proxy = spawn_proxy(&config_text(&[("n1", node.url())], extra)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"PUT /upload HTTP/1.1\r\nHost: lbcq\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    for _ in 0..8 {
+        stream.write_all(b"5\r\nhello\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(started.elapsed() > Duration::from_secs(1));
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("the proxy answers")
+        .unwrap();
+    assert_eq!(statuses(&out), [200], "{}", String::from_utf8_lossy(&out));
+    let (requests, _) = node.take();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].text().matches("hello").count(), 8);
     proxy.shutdown().await;
 }

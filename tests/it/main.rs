@@ -28,6 +28,7 @@ mod oauth2_repair;
 mod oauth2_sim;
 mod packaging;
 mod proxy_core;
+mod proxy_protocol;
 #[cfg(feature = "sim")]
 mod refresh_repair;
 mod reload;
@@ -41,3 +42,4 @@ mod sim_tls;
 mod status_page;
 #[cfg(feature = "sim")]
 mod token_routing;
+mod tunnel;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::support::*;
 use tokenroute::affinity::unix_now;
 use tokenroute::oauth::CredentialKind;
-use tokenroute::server::reload::reload_from_file;
+use tokenroute::server::reload::{reload_from_file, Attempt, FileWatch};
 
 fn write(path: &std::path::Path, text: &str) {
     let tmp = path.with_extension("tmp");
@@ -300,5 +300,75 @@ async fn a_node_that_takes_a_removed_nodes_id_starts_its_metrics_from_zero() {
     get(&format!("{}/x", proxy.url())).await;
     get(&format!("{}/x", proxy.url())).await;
     assert_eq!(served(&metrics().await, "d"), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_removed_node_takes_the_consumer_keys_it_alone_owned_out_of_the_table() {
+    let a = Origin::start("a").await;
+    let b = Origin::start("b").await;
+    let dir = temp_dir("removed-keys");
+    let path = dir.join("config.toml");
+    let text = config_text(&[("a", a.url()), ("b", b.url())], "");
+    write(&path, &text);
+    let proxy = spawn_proxy_reloading_from(&text, &path).await;
+    let (a_id, b_id) = {
+        let generation = proxy.proxy.current();
+        let id = |name: &str| generation.pool.by_name(name).unwrap().id;
+        (id("a"), id("b"))
+    };
+    let table = proxy.proxy.table();
+    let learn = |value: &str, kind: CredentialKind, node| {
+        let fp = proxy.proxy.fingerprint(value);
+        table.learn(fp, kind, node, Duration::from_secs(600), unix_now());
+        fp
+    };
+    let only_b = learn("key-only-b", CredentialKind::ConsumerKey, b_id);
+    let client_only_b = learn("client-only-b", CredentialKind::ClientId, b_id);
+    let shared = learn("key-shared", CredentialKind::ConsumerKey, a_id);
+    table.add_owner(shared, b_id);
+
+    write(&path, &config_text(&[("a", a.url())], ""));
+    let report = reload_from_file(&proxy.proxy, &path).unwrap();
+    assert_eq!(report.nodes_removed, ["b"]);
+    assert!(table.lookup(only_b, unix_now()).is_none());
+    assert!(table.lookup(client_only_b, unix_now()).is_none());
+    let kept = table.lookup(shared, unix_now()).expect("a still owns it");
+    assert!(kept.owners().contains(a_id) && !kept.owners().contains(b_id));
+    assert!(
+        table.entries().all(|(_, e)| !e.owners().is_empty()),
+        "an entry was left with no owner"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_edit_seen_by_the_poll_and_then_by_sighup_is_counted_once() {
+    let a = Origin::start("a").await;
+    let dir = temp_dir("counted-once");
+    let path = dir.join("config.toml");
+    let good = config_text(&[("a", a.url())], "");
+    write(&path, &good);
+    let proxy = spawn_proxy(&good).await;
+    let mut files = FileWatch::new(proxy.proxy.clone(), path.clone());
+    assert!(matches!(files.on_poll(), Attempt::Unchanged));
+
+    write(
+        &path,
+        &format!("{good}\n[upstream]\npolcy = \"round_robin\"\n"),
+    );
+    assert!(matches!(files.on_poll(), Attempt::Refused));
+    assert!(matches!(files.on_hangup(), Attempt::RefusedAgain));
+    assert!(matches!(files.on_poll(), Attempt::Unchanged));
+    assert_eq!(proxy.proxy.reload_status().failed, 1);
+
+    // A different bad edit is a new failure; a SIGHUP on a good file applies it.
+    write(&path, &format!("{good}\n[health]\nrise = 0\n"));
+    assert!(matches!(files.on_hangup(), Attempt::Refused));
+    assert!(matches!(files.on_poll(), Attempt::Unchanged));
+    assert_eq!(proxy.proxy.reload_status().failed, 2);
+    write(&path, &good);
+    assert!(matches!(files.on_hangup(), Attempt::Applied(_)));
+    assert_eq!(proxy.proxy.reload_status().failed, 2);
     proxy.shutdown().await;
 }
