@@ -18,6 +18,7 @@
 //!
 //! `sim` and `demo` are test and demonstration tools, compiled only with the cargo feature `sim` (on by default).
 //! - [`secret`]: the redacting newtype every secret travels in.
+//! - [`logging`]: error chains on one line, the log subscriber (text or JSON) and the access log's target.
 
 pub mod admin;
 pub mod affinity;
@@ -25,7 +26,7 @@ pub mod app;
 pub mod config;
 #[cfg(feature = "sim")]
 pub mod demo;
-pub(crate) mod logging;
+pub mod logging;
 pub mod metrics;
 pub mod oauth;
 pub mod proxy;

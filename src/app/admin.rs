@@ -50,8 +50,8 @@ impl ProxyAdmin {
 }
 
 impl AdminBackend for ProxyAdmin {
-    fn ready(&self) -> bool {
-        self.proxy.ready()
+    fn ready(&self) -> Result<(), String> {
+        self.proxy.readiness().map_err(|why| why.to_string())
     }
 
     fn status(&self) -> serde_json::Value {
@@ -69,6 +69,7 @@ impl AdminBackend for ProxyAdmin {
                     "draining": pool.draining().contains(n.id),
                     "inflight": n.inflight(),
                     "owned_keys": keys[n.id.index()],
+                    "health": n.health(),
                 })
             })
             .collect();
@@ -91,6 +92,7 @@ impl AdminBackend for ProxyAdmin {
             },
             "counters": self.proxy.metrics().counters_json(),
             "config": self.proxy.reload_status(),
+            "ready": self.proxy.readiness().err().map_or_else(|| json!(true), |why| json!(why.to_string())),
         })
     }
 
@@ -108,6 +110,7 @@ impl AdminBackend for ProxyAdmin {
                 draining: pool.draining().contains(n.id),
                 inflight: n.inflight(),
                 owned_keys: keys[n.id.index()],
+                checks: n.checks(),
             })
             .collect();
         let table = self.proxy.table();

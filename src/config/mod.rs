@@ -19,7 +19,9 @@ use thiserror::Error;
 
 pub use cross::EXPIRY_WARNING_DAYS;
 pub use report::{Diagnostic, Severity};
-pub use validate::{Affinity, Config, ConfigError, Forwarding, Limits, Listener, Routing, Runtime};
+pub use validate::{
+    Affinity, Config, ConfigError, Forwarding, Limits, Listener, LogSettings, Routing, Runtime,
+};
 
 use locate::KeyPath;
 use report::{Finding, Listing};
@@ -449,6 +451,11 @@ max_entries = 0
             "[admin]",
             format!("{:?}", shipped.admin),
             format!("{:?}", defaults.admin),
+        );
+        same(
+            "[log]",
+            format!("{:?}", shipped.log),
+            format!("{:?}", defaults.log),
         );
         same(
             "[routing]",

@@ -88,6 +88,21 @@ impl Metrics {
         }
 
         out.family(
+            names::HEALTH_CHECKS_TOTAL,
+            "counter",
+            "Active health checks, by node and result.",
+        );
+        for node in &view.nodes {
+            for (result, n) in HEALTH_CHECK_RESULTS.iter().zip(node.checks) {
+                out.sample(
+                    names::HEALTH_CHECKS_TOTAL,
+                    &[(label::NODE, node.name), (label::RESULT, result)],
+                    n,
+                );
+            }
+        }
+
+        out.family(
             names::TABLE_ENTRIES,
             "gauge",
             "Entries in the learned table (expired ones not yet swept included), by credential kind.",

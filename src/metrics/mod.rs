@@ -39,7 +39,19 @@ pub struct NodeView<'a> {
     pub inflight: usize,
     /// Consumer keys and client ids it is an owner of.
     pub owned_keys: usize,
+    /// Active health checks by result, in [`HEALTH_CHECK_RESULTS`] order.
+    pub checks: [u64; HEALTH_CHECK_RESULTS.len()],
 }
+
+/// `result` label values of [`names::HEALTH_CHECKS_TOTAL`]: success first, then each kind of failure.
+pub const HEALTH_CHECK_RESULTS: [&str; 6] = [
+    "ok",
+    "connect_error",
+    "tls_error",
+    "timeout",
+    "bad_status",
+    "error",
+];
 
 /// Everything [`Metrics::render`] needs besides the counters: current names and gauge values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +287,7 @@ mod tests {
             draining: i == 1,
             inflight: i * 3,
             owned_keys: i + 1,
+            checks: [i as u64 * 10, 0, 1, 0, 2, 0],
         }
     }
 
@@ -530,6 +543,7 @@ mod tests {
             names::NODE_DRAINING,
             names::NODE_INFLIGHT,
             names::NODE_OWNED_KEYS,
+            names::HEALTH_CHECKS_TOTAL,
             names::TABLE_ENTRIES,
             names::TABLE_MAX_ENTRIES,
             names::TABLE_INSERTS_TOTAL,
@@ -575,6 +589,7 @@ mod tests {
         allowed.extend(RefreshTrigger::ALL.map(RefreshTrigger::as_str));
         allowed.extend(ReplayOutcome::ALL.map(ReplayOutcome::as_str));
         allowed.extend(CredentialKind::ALL.map(CredentialKind::as_str));
+        allowed.extend(HEALTH_CHECK_RESULTS);
         allowed.extend(LATENCY_BUCKETS.map(|(_, le)| le));
         allowed.extend(["+Inf", names::NO_NODE]);
         allowed.extend(names);
@@ -723,6 +738,16 @@ mod tests {
         );
         assert_eq!(value(&samples, names::TABLE_MAX_ENTRIES, &[]), 1000.0);
         assert_eq!(value(&samples, names::TABLE_INSERTS_TOTAL, &[]), 9.0);
+        let checks = |result| {
+            value(
+                &samples,
+                names::HEALTH_CHECKS_TOTAL,
+                &[("node", "b"), ("result", result)],
+            )
+        };
+        assert_eq!(checks("ok"), 10.0);
+        assert_eq!(checks("tls_error"), 1.0);
+        assert_eq!(checks("bad_status"), 2.0);
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub const NODE_HEALTHY: &str = "tokenroute_node_healthy";
 pub const NODE_DRAINING: &str = "tokenroute_node_draining";
 /// Gauge: requests sent to the node and not yet finished, by `node`.
 pub const NODE_INFLIGHT: &str = "tokenroute_node_inflight_requests";
+/// Counter: active health checks, by `node` and `result` (`ok`, `connect_error`, `tls_error`, `timeout`,
+/// `bad_status`, `error`).
+pub const HEALTH_CHECKS_TOTAL: &str = "tokenroute_health_checks_total";
 /// Gauge: learned consumer keys and client ids the node is an owner of, by `node`.
 pub const NODE_OWNED_KEYS: &str = "tokenroute_node_owned_keys";
 /// Gauge: entries in the learned table, by `kind`.

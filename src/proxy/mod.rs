@@ -15,6 +15,7 @@
 //! keeps it to the end, so a reload never changes the rules under a request in flight. The learned table and
 //! its fingerprint key live beside the generation, not in it: they outlive reloads.
 
+mod access;
 mod classify;
 mod edge;
 mod error;
@@ -45,7 +46,7 @@ use crate::transport::body::{BodyError, Prefix, ProxyBody, Relay};
 use crate::upstream::balance::Basis;
 use crate::upstream::Pool;
 use error::ProxyError;
-pub use generation::{Generation, ReloadReport, ReloadStatus};
+pub use generation::{Generation, NotReady, ReloadReport, ReloadStatus};
 use headers::ClientSide;
 
 /// What a connection task knows about its client.
@@ -77,6 +78,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Reload bookkeeping and the health probers of the pool in force; reloads only.
     reloads: generation::Reloads,
+    /// Set once when shutdown begins (readiness turns 503); an atomic flag, read by `/ready` only.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -100,7 +103,15 @@ impl Proxy {
                     &generation::node_names(&pool),
                     unix_now(),
                 )?;
-                tracing::info!(path = %path.display(), ?report, "learned table restored");
+                tracing::info!(
+                    path = %path.display(),
+                    restored = report.restored,
+                    expired = report.expired,
+                    orphaned = report.orphaned,
+                    malformed = report.malformed,
+                    not_inserted = report.not_inserted,
+                    "learned table restored"
+                );
                 key
             }
             None => FingerprintKey::generate(),
@@ -124,6 +135,7 @@ impl Proxy {
                 refreshes,
                 metrics,
                 reloads: generation::Reloads::new(tasks, cancel),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         proxy.start_probers(&generation);
@@ -179,8 +191,25 @@ impl Proxy {
         connection: ConnectionInfo,
     ) -> Response<ProxyBody> {
         let generation = self.current();
+        // The access log costs two body wrappers and a line; nothing at all when it is off.
+        let line = generation.config.log.access.then(|| access::Line {
+            started: tokio::time::Instant::now(),
+            peer: connection.peer,
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            request_id: access::request_id(request.headers()),
+            bytes_in: Arc::default(),
+        });
         let request = request.map(|b| b.map_err(BodyError::from).boxed());
-        match self.proxy(&generation, request, connection).await {
+        let request = match &line {
+            Some(line) => request.map(|b| access::Counted::new(b, line.bytes_in.clone()).boxed()),
+            None => request,
+        };
+        let mut notes = access::Notes::default();
+        let response = match self
+            .proxy(&generation, request, connection, &mut notes)
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 if matches!(e, ProxyError::BodyTooLarge { .. }) {
@@ -189,6 +218,13 @@ impl Proxy {
                 self.shared.metrics.observe_response(None, e.status());
                 e.into_response()
             }
+        };
+        match line {
+            Some(line) => {
+                let status = response.status();
+                response.map(|body| access::Logged::new(body, line, notes, status).boxed())
+            }
+            None => response,
         }
     }
 
@@ -198,6 +234,7 @@ impl Proxy {
         generation: &Arc<Generation>,
         request: Request<ProxyBody>,
         connection: ConnectionInfo,
+        notes: &mut access::Notes,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let config = &generation.config;
         let (mut parts, body) = request.into_parts();
@@ -268,10 +305,12 @@ impl Proxy {
         };
         let route = classified.route;
         self.shared.metrics.observe_route(route.reason);
+        notes.route = Some(route.reason);
         if route.reason == RouteReason::OwnerDown {
             tracing::debug!(owners = ?route.owners, "every owner of the credential is down; using a healthy node");
         }
-        let allowed = self.apply_key_strategy(generation, &route).await;
+        let (allowed, refresh) = self.apply_key_strategy(generation, &route).await;
+        notes.refresh = refresh;
 
         let started = tokio::time::Instant::now();
         // Requests routed by a credential do not take a turn of the balancing policy.
@@ -280,9 +319,12 @@ impl Proxy {
             _ => Basis::Affinity,
         };
         let answer = forward::forward(generation, &parts, allowed, basis, body).await?;
+        let upstream = started.elapsed();
         self.shared
             .metrics
-            .observe_upstream_latency(answer.node.id, started.elapsed());
+            .observe_upstream_latency(answer.node.id, upstream);
+        notes.upstream = Some(upstream);
+        let first = answer.node.id;
         let answer = match (&replayable, config.repair.enabled) {
             (Some(replay), true) => {
                 self.repair(generation, &parts, &classified, replay, answer)
@@ -290,6 +332,8 @@ impl Proxy {
             }
             _ => answer,
         };
+        notes.replayed = answer.node.id != first;
+        notes.node = Some(answer.node.spec.name.clone());
         self.learn_then_relay(generation, &parts, role, answer)
             .await
     }

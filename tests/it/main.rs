@@ -20,6 +20,7 @@ mod loadtest;
 mod no_leaks;
 #[cfg(feature = "sim")]
 mod oauth2_sim;
+mod operations;
 mod packaging;
 mod proxy_core;
 #[cfg(feature = "sim")]

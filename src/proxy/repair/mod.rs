@@ -175,7 +175,8 @@ impl Proxy {
                 .refreshes
                 .after_stale_answer(refusal.node.clone(), settings.clone(), fp);
         }
-        tracing::info!(node = %refusal.node.spec.name, %status, problem, "stale-credential answer; replaying on another node");
+        // Per request, so debug: the access log marks the replay (`replayed=true`).
+        tracing::debug!(node = %refusal.node.spec.name, %status, problem, "stale-credential answer; replaying on another node");
         let mut tried = NodeSet::single(refusal.node.id);
         let mut last = refusal;
         for _ in 0..attempts {
@@ -223,7 +224,7 @@ impl Proxy {
                         unix_now(),
                     );
                 }
-                tracing::info!(node = %last.node.spec.name, "replay repaired a stale answer");
+                tracing::debug!(node = %last.node.spec.name, "replay repaired a stale answer");
                 self.shared.metrics.observe_replay(ReplayOutcome::Repaired);
                 return Ok(last);
             }
