@@ -191,9 +191,10 @@ impl Proxy {
         connection: ConnectionInfo,
     ) -> Response<ProxyBody> {
         let generation = self.current();
+        let arrived = tokio::time::Instant::now();
         // The access log costs two body wrappers and a line; nothing at all when it is off.
         let line = generation.config.log.access.then(|| access::Line {
-            started: tokio::time::Instant::now(),
+            started: arrived,
             peer: connection.peer,
             method: request.method().clone(),
             path: request.uri().path().to_owned(),
@@ -219,6 +220,9 @@ impl Proxy {
                 e.into_response()
             }
         };
+        self.shared
+            .metrics
+            .observe_request_duration(arrived.elapsed());
         match line {
             Some(line) => {
                 let status = response.status();

@@ -208,6 +208,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(bound.max_connections));
+    let counters = proxy.metrics().listener(&bound.name);
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
@@ -229,6 +230,8 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
+        let open = counters.accepted();
+        let counters = counters.clone();
         let proxy = proxy.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -249,6 +252,7 @@ async fn accept_loop(
         let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             match tls {
                 None => {
                     serve(
@@ -272,8 +276,14 @@ async fn accept_loop(
                             )
                             .await
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Err(e)) => {
+                            counters.tls_failed();
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => {
+                            counters.tls_failed();
+                            tracing::debug!(%peer, "TLS handshake timed out")
+                        }
                     }
                 }
             }

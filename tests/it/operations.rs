@@ -436,3 +436,98 @@ async fn access_log_lines_are_json_with_every_field_and_no_query() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_count_connections_and_tls_failures_per_listener_request_durations_and_the_process()
+{
+    let origin = Origin::start("n1").await;
+    let pki = TestPki::new(&[("lbcq", &["lbcq", "127.0.0.1"])]);
+    let text = format!(
+        "[[listener]]\nname = \"plain\"\naddress = \"127.0.0.1:0\"\n\
+         [[listener]]\nname = \"secure\"\naddress = \"127.0.0.1:0\"\n\
+         [[listener.tls.certificate]]\ncert = \"lbcq.pem\"\nkey = \"lbcq.key\"\nserver_names = [\"lbcq\"]\n\
+         [admin]\naddress = \"127.0.0.1:0\"\n[[upstream.node]]\nname = \"n1\"\nurl = \"{}\"\n",
+        origin.url()
+    );
+    let config = tokenroute::config::parse_with_env(
+        &text,
+        std::path::Path::new("t.toml"),
+        &pki.dir,
+        &test_env,
+    )
+    .unwrap();
+    let app = tokenroute::app::App::bind(config, None).await.unwrap();
+    let [plain, secure] = app.listener_addrs()[..] else {
+        panic!("two listeners")
+    };
+    let admin = app.admin_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(get(&format!("http://{plain}/x")).await.0, 200);
+    // Not TLS at all: the secure listener's handshake fails.
+    let answer = raw_exchange(secure, b"GET / HTTP/1.1\r\nHost: lbcq\r\n\r\n").await;
+    assert!(!answer.contains("200"), "{answer}");
+
+    let mut metrics = String::new();
+    let sample = |metrics: &str, prefix: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    eventually(
+        "the failed handshake is counted",
+        Duration::from_secs(10),
+        async || {
+            metrics = get(&format!("http://{admin}/metrics")).await.2;
+            sample(
+                &metrics,
+                "tokenroute_tls_handshake_failures_total{listener=\"secure\"}",
+            ) == Some(1.0)
+        },
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "tokenroute_connections_accepted_total{listener=\"plain\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "tokenroute_tls_handshake_failures_total{listener=\"plain\"}"
+        ),
+        Some(0.0)
+    );
+    assert!(sample(&metrics, "tokenroute_connections_open{listener=\"plain\"}").is_some());
+    assert_eq!(
+        sample(&metrics, "tokenroute_request_duration_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(
+                "tokenroute_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1.0)
+    );
+    if std::path::Path::new("/proc/self/stat").exists() {
+        assert!(sample(&metrics, "process_resident_memory_bytes").unwrap() > 0.0);
+        assert!(sample(&metrics, "process_open_fds").unwrap() >= 3.0);
+        assert!(sample(&metrics, "process_start_time_seconds").unwrap() > 1.6e9);
+        assert!(sample(&metrics, "process_cpu_seconds_total").is_some());
+    }
+    if let Some(checked) = promtool_check(&metrics) {
+        checked.unwrap();
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
+}
