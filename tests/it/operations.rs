@@ -14,6 +14,7 @@ fn temp_config(stem: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
+#[cfg(feature = "sim")]
 /// A port nothing listens on (bound, then released).
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -23,11 +24,13 @@ fn closed_port() -> u16 {
         .port()
 }
 
+#[cfg(feature = "sim")]
 async fn admin_json(running: &RunningBinary, path: &str) -> serde_json::Value {
     let (_, _, body) = get(&format!("http://{}{path}", running.admin.unwrap())).await;
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
+#[cfg(feature = "sim")]
 fn node<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     status["nodes"]
         .as_array()
