@@ -19,6 +19,7 @@
 //!
 //! `sim` and `demo` are test and demonstration tools, compiled only with the cargo feature `sim` (on by default).
 //! - [`secret`]: the redacting newtype every secret travels in.
+//! - [`logging`]: error chains on one line, the log subscriber (text or JSON) and the access log's target.
 
 // The docs are built with private items (`cargo doc --document-private-items`): module docs link to the private
 // stage files they describe.
@@ -30,7 +31,7 @@ pub mod app;
 pub mod config;
 #[cfg(feature = "sim")]
 pub mod demo;
-pub(crate) mod logging;
+pub mod logging;
 pub mod metrics;
 pub mod oauth;
 pub mod proxy;

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokenroute::app::App;
+use tokenroute::app::{App, Signals};
 use tokenroute::config;
+use tokenroute::logging::{self, LogSetup};
 #[cfg(feature = "sim")]
 use tokenroute::sim::cli::{FlowArgs, SimNodesArgs};
 #[cfg(feature = "sim")]
@@ -45,41 +46,43 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The proxy logs at info by default; the tools print reports, so only warnings interleave with them.
-    let default_level = match cli.command {
-        None | Some(Command::Run) | Some(Command::Check) => "info",
-        #[cfg(feature = "sim")]
-        Some(_) => "warn",
+    // The proxy sets its log up from `[log]` once the config is read; `check` logs nothing; the tools print
+    // reports, so only warnings interleave with them.
+    let tool_log = |level| {
+        logging::init(&LogSetup {
+            json: false,
+            level,
+            access: false,
+        })
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run_proxy(&cli.config),
-        Command::Check => check(&cli.config),
+        Command::Check => {
+            tool_log("info");
+            check(&cli.config)
+        }
         #[cfg(feature = "sim")]
         Command::Demo(args) => tool_runtime().and_then(|rt| {
+            tool_log("warn");
             let outcome = rt.block_on(demo::run(&args))?;
             println!("{}", demo::render(&outcome));
             Ok(exit(outcome.demonstrated()))
         }),
         #[cfg(feature = "sim")]
         Command::SimNodes(args) => tool_runtime().and_then(|rt| {
+            tool_log("warn");
             rt.block_on(sim::cli::sim_nodes(args, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }),
         #[cfg(feature = "sim")]
         Command::Flow(args) => tool_runtime().and_then(|rt| {
+            tool_log("warn");
             let report = rt.block_on(sim::cli::flow(args))?;
             Ok(exit(report.failed() == 0))
         }),
         #[cfg(feature = "sim")]
         Command::Loadtest(args) => tool_runtime().and_then(|rt| {
+            tool_log("warn");
             let report = rt.block_on(sim::loadtest::loadtest(args))?;
             Ok(exit(report.failed == 0))
         }),
@@ -131,22 +134,38 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Reads the config, sets the log up from its `[log]` (before the runtime: a reload changes the access log at
+/// once, format and level at the next start), binds, and runs until the signals say stop (`app::signals`).
 fn run_proxy(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = config::load(path)?;
+    let loaded = config::check(path)?;
+    let config = loaded.config;
+    logging::init(&LogSetup {
+        json: config.log.json,
+        level: &config.log.level,
+        access: config.log.access,
+    });
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(n) = config.runtime.worker_threads {
         runtime.worker_threads(n.get());
     }
     let runtime = runtime.build().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let stopped = runtime.block_on(async {
+        // Before binding: a signal that arrives during start-up must not take its default (fatal) action.
+        let signals = Signals::install().context("cannot install signal handlers")?;
         let app = App::bind(config, Some(path.to_owned())).await?;
-        app.run(shutdown_signal()).await;
-        Ok(ExitCode::SUCCESS)
-    })
+        anyhow::Ok(app.run_until_signalled(signals).await)
+    })?;
+    // Tasks a forced stop abandoned end with the runtime; nothing waits for them.
+    runtime.shutdown_background();
+    Ok(ExitCode::from(stopped.exit_code()))
 }
 
-/// Completes on SIGINT or SIGTERM.
+#[cfg(feature = "sim")]
+/// Completes on SIGINT or SIGTERM (the tools stop on the first).
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");

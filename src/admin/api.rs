@@ -162,8 +162,14 @@ impl State {
         Ok(match endpoint {
             Endpoint::Page(asset) => asset.response(),
             Endpoint::Healthz => text(StatusCode::OK, "ok\n"),
-            Endpoint::Ready if backend.ready() => text(StatusCode::OK, "ready\n"),
-            Endpoint::Ready => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            Endpoint::Ready => match backend.ready() {
+                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Err(why) => response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    format!("not ready: {why}\n"),
+                ),
+            },
             Endpoint::Status => json_response(StatusCode::OK, &backend.status()),
             Endpoint::Metrics => response(StatusCode::OK, METRICS_CONTENT_TYPE, backend.metrics()),
             Endpoint::Reload => {

@@ -32,8 +32,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 ///
 /// Synchronous methods must not block: they are called from the admin server's tasks.
 pub trait AdminBackend: Send + Sync + 'static {
-    /// Whether tokenroute is ready to serve (listeners bound, first health round done).
-    fn ready(&self) -> bool;
+    /// Whether tokenroute should be sent traffic; the error says why not (`/ready` answers 503 with it).
+    fn ready(&self) -> Result<(), String>;
     /// The `/status` document.
     fn status(&self) -> serde_json::Value;
     /// The `/metrics` exposition, in the Prometheus text format 0.0.4.

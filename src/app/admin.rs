@@ -57,8 +57,8 @@ impl ProxyAdmin {
 }
 
 impl AdminBackend for ProxyAdmin {
-    fn ready(&self) -> bool {
-        self.proxy.ready()
+    fn ready(&self) -> Result<(), String> {
+        self.proxy.readiness().map_err(|why| why.to_string())
     }
 
     fn status(&self) -> serde_json::Value {
@@ -78,6 +78,7 @@ impl AdminBackend for ProxyAdmin {
                     "owned_keys": keys[n.id.index()],
                     // Responses relayed from the node so far: a client computes requests/s from two reads.
                     "requests": self.proxy.metrics().node_responses(n.id),
+                    "health": n.health(),
                 })
             })
             .collect();
@@ -102,6 +103,7 @@ impl AdminBackend for ProxyAdmin {
             },
             "counters": self.proxy.metrics().counters_json(),
             "config": self.proxy.reload_status(),
+            "ready": self.proxy.readiness().err().map_or_else(|| json!(true), |why| json!(why.to_string())),
         })
     }
 
@@ -119,6 +121,7 @@ impl AdminBackend for ProxyAdmin {
                 draining: pool.draining().contains(n.id),
                 inflight: n.inflight(),
                 owned_keys: keys[n.id.index()],
+                checks: n.checks(),
             })
             .collect();
         let table = self.proxy.table();

@@ -17,6 +17,7 @@
 //! every task to finish (the barrier), then writes the snapshot one last time.
 
 mod admin;
+mod signals;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use admin::ProxyAdmin;
+pub use signals::{Signals, Stopped};
 
 use crate::admin::AdminSettings;
 use crate::affinity::{unix_now, AffinityError};
@@ -146,16 +148,18 @@ impl App {
             spawn(Box::pin(snapshot_periodically(proxy.clone())));
         }
 
+        let stopping = proxy.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // From here `/ready` answers 503, so a balancer in front stops sending while we drain.
+            stopping.begin_shutdown();
+        };
         server::run(listeners, proxy.clone(), shutdown).await;
 
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
-        match proxy.save_snapshot() {
-            Ok(Some(report)) => tracing::info!(?report, "learned table saved"),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %error_chain(&e), "saving the learned table failed"),
-        }
+        signals::save_snapshot(&proxy).await;
     }
 }
 

@@ -46,6 +46,9 @@ pub struct FileConfig {
     /// The admin API.
     #[serde(default)]
     pub admin: AdminFile,
+    /// Logging: format, level, access log.
+    #[serde(default)]
+    pub log: LogFile,
 }
 
 /// `[runtime]`
@@ -627,4 +630,36 @@ fn default_admin_address() -> String {
 }
 fn default_admin_token_env() -> String {
     "TOKENROUTE_ADMIN_TOKEN".into()
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// `text` (one human-readable line per event) or `json` (one JSON object per line).
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// A tracing filter: `info`, `debug`, `tokenroute=debug,hyper=warn`. `RUST_LOG`, when set, wins.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// One line per request (target `tokenroute::access`), whatever `level` says.
+    #[serde(default = "default_true")]
+    pub access: bool,
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        LogFile {
+            format: default_log_format(),
+            level: default_log_level(),
+            access: true,
+        }
+    }
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_log_level() -> String {
+    "info".into()
 }

@@ -21,7 +21,9 @@ use thiserror::Error;
 
 pub use cross::EXPIRY_WARNING_DAYS;
 pub use report::{Diagnostic, Severity};
-pub use validate::{Affinity, Config, ConfigError, Forwarding, Limits, Listener, Routing, Runtime};
+pub use validate::{
+    Affinity, Config, ConfigError, Forwarding, Limits, Listener, LogSettings, Routing, Runtime,
+};
 
 use locate::KeyPath;
 use report::{Finding, Listing};
@@ -482,6 +484,11 @@ journal_fsync_interval = "0s"
             "[admin]",
             format!("{:?}", shipped.admin),
             format!("{:?}", defaults.admin),
+        );
+        same(
+            "[log]",
+            format!("{:?}", shipped.log),
+            format!("{:?}", defaults.log),
         );
         same(
             "[routing]",

@@ -68,6 +68,20 @@ pub struct Config {
     pub repair: Repair,
     /// The admin API; `None` when disabled.
     pub admin: Option<crate::admin::AdminSettings>,
+    /// Logging. `format` and `level` apply at start (the log is set up before anything else); `access`
+    /// applies on reload too.
+    pub log: LogSettings,
+}
+
+/// `[log]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// The tracing filter used when `RUST_LOG` is unset.
+    pub level: String,
+    /// Write the access log (one line per request).
+    pub access: bool,
 }
 
 /// `[repair]`, validated.
@@ -288,6 +302,7 @@ pub fn validate(
     let affinity = affinity(&file.affinity, base_dir, &mut errors);
     let refresh = refresh(&file.refresh, env, &mut errors);
     let admin = admin(&file.admin, env, &mut errors);
+    let log = log(&file.log, &mut errors);
     let repair = Repair {
         enabled: file.repair.enabled,
         stale_problems: file.repair.stale_problems.clone(),
@@ -323,6 +338,7 @@ pub fn validate(
             refresh,
             repair,
             admin,
+            log,
         })
     } else {
         Err(errors.0)
@@ -860,6 +876,35 @@ fn interpolate_checked(
         return Err("an interpolated value contains a line break".into());
     }
     Ok(value)
+}
+
+fn log(file: &super::file::LogFile, errors: &mut Errors) -> LogSettings {
+    let json = match file.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            errors.push(
+                "log.format",
+                format!("{other:?}"),
+                "expected \"text\" or \"json\"",
+            );
+            false
+        }
+    };
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&file.level) {
+        errors.push(
+            "log.level",
+            format!("{:?}", file.level),
+            format!(
+                "not a log filter ({e}); e.g. \"info\", \"debug\" or \"info,tokenroute=debug\""
+            ),
+        );
+    }
+    LogSettings {
+        json,
+        level: file.level.clone(),
+        access: file.access,
+    }
 }
 
 fn admin(

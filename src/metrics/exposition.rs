@@ -88,6 +88,21 @@ impl Metrics {
         }
 
         out.family(
+            names::HEALTH_CHECKS_TOTAL,
+            "counter",
+            "Active health checks, by node and result.",
+        );
+        for node in &view.nodes {
+            for (result, n) in HEALTH_CHECK_RESULTS.iter().zip(node.checks) {
+                out.sample(
+                    names::HEALTH_CHECKS_TOTAL,
+                    &[(label::NODE, node.name), (label::RESULT, result)],
+                    n,
+                );
+            }
+        }
+
+        out.family(
             names::TABLE_ENTRIES,
             "gauge",
             "Entries in the learned table (expired ones not yet swept included), by credential kind.",
@@ -197,6 +212,86 @@ impl Metrics {
             out.sample(name, &[], counter.load(Relaxed));
         }
 
+        out.family(
+            names::BUILD_INFO,
+            "gauge",
+            "Always 1; the version label says which build is running.",
+        );
+        out.sample(
+            names::BUILD_INFO,
+            &[(label::VERSION, env!("CARGO_PKG_VERSION"))],
+            1,
+        );
+
+        out.family(
+            names::REQUEST_DURATION_SECONDS,
+            "histogram",
+            "Time from a request's head arriving to its response head leaving, as clients see it.",
+        );
+        out.histogram(names::REQUEST_DURATION_SECONDS, &[], &self.requests);
+
+        let listeners = self.listeners.lock().clone();
+        type ListenerCounter = fn(&ListenerCounters) -> u64;
+        let families: [(&str, &str, &str, ListenerCounter); 3] = [
+            (
+                names::CONNECTIONS_ACCEPTED_TOTAL,
+                "counter",
+                "Connections accepted, by listener.",
+                |c| c.accepted.load(Relaxed),
+            ),
+            (
+                names::CONNECTIONS_OPEN,
+                "gauge",
+                "Connections open now, by listener.",
+                |c| c.open.load(Relaxed),
+            ),
+            (
+                names::TLS_HANDSHAKE_FAILURES_TOTAL,
+                "counter",
+                "TLS handshakes that failed or timed out, by listener.",
+                |c| c.tls_failures.load(Relaxed),
+            ),
+        ];
+        for (name, kind, help, read) in families {
+            out.family(name, kind, help);
+            for (listener, counters) in &listeners {
+                out.sample(name, &[(label::LISTENER, listener)], read(counters));
+            }
+        }
+
+        if let Some(stats) = process::read() {
+            let process: [(&str, &str, &str, f64); 4] = [
+                (
+                    names::process::CPU_SECONDS_TOTAL,
+                    "counter",
+                    "User and system CPU time spent, in seconds.",
+                    stats.cpu_seconds,
+                ),
+                (
+                    names::process::RESIDENT_MEMORY_BYTES,
+                    "gauge",
+                    "Resident memory size in bytes.",
+                    stats.resident_bytes as f64,
+                ),
+                (
+                    names::process::OPEN_FDS,
+                    "gauge",
+                    "Open file descriptors.",
+                    stats.open_fds as f64,
+                ),
+                (
+                    names::process::START_TIME_SECONDS,
+                    "gauge",
+                    "Start time of the process since the Unix epoch, in seconds.",
+                    stats.start_time_seconds,
+                ),
+            ];
+            for (name, kind, help, value) in process {
+                out.family(name, kind, help);
+                out.sample(name, &[], value);
+            }
+        }
+
         out.0
     }
 
@@ -247,6 +342,22 @@ impl Metrics {
 struct Exposition(String);
 
 impl Exposition {
+    /// Writes one histogram series (`_bucket` per bound, `_sum`, `_count`) with `labels` besides `le`.
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
+        let bucket = format!("{name}_bucket");
+        let bounds = LATENCY_BUCKETS.iter().map(|&(_, le)| le).chain(["+Inf"]);
+        let mut cumulative = 0u64;
+        for (le, slot) in bounds.zip(&histogram.buckets) {
+            cumulative += slot.load(Relaxed);
+            let mut with_le = labels.to_vec();
+            with_le.push((label::LE, le));
+            self.sample(&bucket, &with_le, cumulative);
+        }
+        let seconds = histogram.sum_nanos.load(Relaxed) as f64 / 1e9;
+        self.sample(&format!("{name}_sum"), labels, seconds);
+        self.sample(&format!("{name}_count"), labels, cumulative);
+    }
+
     /// Opens a metric family. Each family is written once, with all its samples right after.
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         // Help texts are constants without backslashes or newlines, so they need no escaping.

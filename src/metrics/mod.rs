@@ -14,9 +14,11 @@
 mod exposition;
 mod labels;
 pub mod names;
+mod process;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -41,7 +43,19 @@ pub struct NodeView<'a> {
     pub inflight: usize,
     /// Consumer keys and client ids it is an owner of.
     pub owned_keys: usize,
+    /// Active health checks by result, in [`HEALTH_CHECK_RESULTS`] order.
+    pub checks: [u64; HEALTH_CHECK_RESULTS.len()],
 }
+
+/// `result` label values of [`names::HEALTH_CHECKS_TOTAL`]: success first, then each kind of failure.
+pub const HEALTH_CHECK_RESULTS: [&str; 6] = [
+    "ok",
+    "connect_error",
+    "tls_error",
+    "timeout",
+    "bad_status",
+    "error",
+];
 
 /// Everything [`Metrics::render`] needs besides the counters: current names and gauge values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +150,43 @@ pub struct Metrics {
     reloads: Counters<2>,
     body_too_large: AtomicU64,
     learn_skipped: AtomicU64,
+    /// Request durations as clients see them (request head in → response head out).
+    requests: Histogram,
+    /// Connection counters per listener name, registered when a listener starts (not per request); a mutex
+    /// taken only then and at scrape time.
+    listeners: parking_lot::Mutex<Vec<(String, Arc<ListenerCounters>)>>,
+}
+
+/// One listener's connection counters; relaxed atomics bumped by its accept loop.
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    accepted: AtomicU64,
+    open: AtomicU64,
+    tls_failures: AtomicU64,
+}
+
+impl ListenerCounters {
+    /// Counts an accepted connection, open until the guard is dropped.
+    pub fn accepted(self: &Arc<Self>) -> OpenConnection {
+        self.accepted.fetch_add(1, Relaxed);
+        self.open.fetch_add(1, Relaxed);
+        OpenConnection(self.clone())
+    }
+
+    /// Counts a TLS handshake that failed or timed out.
+    pub fn tls_failed(&self) {
+        self.tls_failures.fetch_add(1, Relaxed);
+    }
+}
+
+/// An open connection of a listener; dropping it closes it in the count.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<ListenerCounters>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+    }
 }
 
 /// `result` label values, indexed by `usize::from(!ok)`.
@@ -206,7 +257,26 @@ impl Metrics {
             reloads: counters(),
             body_too_large: AtomicU64::new(0),
             learn_skipped: AtomicU64::new(0),
+            requests: Histogram::new(),
+            listeners: parking_lot::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The counters of the listener called `name` (a configured name, like node names the only free-form
+    /// label values); a listener rebound by a reload keeps its totals.
+    pub fn listener(&self, name: &str) -> Arc<ListenerCounters> {
+        let mut listeners = self.listeners.lock();
+        if let Some((_, counters)) = listeners.iter().find(|(n, _)| n == name) {
+            return counters.clone();
+        }
+        let counters = Arc::new(ListenerCounters::default());
+        listeners.push((name.to_owned(), counters.clone()));
+        counters
+    }
+
+    /// Records how long a client waited for its response head.
+    pub fn observe_request_duration(&self, elapsed: Duration) {
+        self.requests.observe(elapsed);
     }
 
     /// Counts a response sent to a client; `node` is `None` when the proxy answered itself (label `-`).
@@ -285,6 +355,7 @@ mod tests {
             draining: i == 1,
             inflight: i * 3,
             owned_keys: i + 1,
+            checks: [i as u64 * 10, 0, 1, 0, 2, 0],
         }
     }
 
@@ -331,6 +402,10 @@ mod tests {
         m.observe_reload(false);
         m.observe_body_too_large();
         m.observe_learn_skipped();
+        m.observe_request_duration(Duration::from_millis(7));
+        let main = m.listener("main");
+        let _closed = main.accepted();
+        main.tls_failed();
         m
     }
 
@@ -540,6 +615,12 @@ mod tests {
             names::NODE_DRAINING,
             names::NODE_INFLIGHT,
             names::NODE_OWNED_KEYS,
+            names::HEALTH_CHECKS_TOTAL,
+            names::BUILD_INFO,
+            &format!("{}_count", names::REQUEST_DURATION_SECONDS),
+            names::CONNECTIONS_ACCEPTED_TOTAL,
+            names::CONNECTIONS_OPEN,
+            names::TLS_HANDSHAKE_FAILURES_TOTAL,
             names::TABLE_ENTRIES,
             names::TABLE_MAX_ENTRIES,
             names::TABLE_INSERTS_TOTAL,
@@ -555,6 +636,41 @@ mod tests {
             assert!(samples.iter().any(|s| s.name == name), "{name} missing");
             assert!(name.starts_with("tokenroute_"));
         }
+        if process::read().is_some() {
+            for name in [
+                names::process::CPU_SECONDS_TOTAL,
+                names::process::RESIDENT_MEMORY_BYTES,
+                names::process::OPEN_FDS,
+                names::process::START_TIME_SECONDS,
+            ] {
+                assert!(samples.iter().any(|s| s.name == name), "{name} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn listener_connections_count_accepted_open_and_tls_failures() {
+        let m = Metrics::new();
+        let main = m.listener("main");
+        let first = main.accepted();
+        let second = m.listener("main").accepted();
+        drop(first);
+        m.listener("tls").tls_failed();
+        let samples = parse_exposition(&m.render(&view(Vec::new())));
+        let by = |name, listener| value(&samples, name, &[("listener", listener)]);
+        assert_eq!(by(names::CONNECTIONS_ACCEPTED_TOTAL, "main"), 2.0);
+        assert_eq!(by(names::CONNECTIONS_OPEN, "main"), 1.0);
+        assert_eq!(by(names::TLS_HANDSHAKE_FAILURES_TOTAL, "tls"), 1.0);
+        assert_eq!(by(names::TLS_HANDSHAKE_FAILURES_TOTAL, "main"), 0.0);
+        assert_eq!(
+            value(
+                &samples,
+                names::BUILD_INFO,
+                &[("version", env!("CARGO_PKG_VERSION"))]
+            ),
+            1.0
+        );
+        drop(second);
     }
 
     #[test]
@@ -585,6 +701,8 @@ mod tests {
         allowed.extend(RefreshTrigger::ALL.map(RefreshTrigger::as_str));
         allowed.extend(ReplayOutcome::ALL.map(ReplayOutcome::as_str));
         allowed.extend(CredentialKind::ALL.map(CredentialKind::as_str));
+        allowed.extend(HEALTH_CHECK_RESULTS);
+        allowed.extend(["main", env!("CARGO_PKG_VERSION")]);
         allowed.extend(LATENCY_BUCKETS.map(|(_, le)| le));
         allowed.extend(["+Inf", names::NO_NODE]);
         allowed.extend(names);
@@ -733,6 +851,16 @@ mod tests {
         );
         assert_eq!(value(&samples, names::TABLE_MAX_ENTRIES, &[]), 1000.0);
         assert_eq!(value(&samples, names::TABLE_INSERTS_TOTAL, &[]), 9.0);
+        let checks = |result| {
+            value(
+                &samples,
+                names::HEALTH_CHECKS_TOTAL,
+                &[("node", "b"), ("result", result)],
+            )
+        };
+        assert_eq!(checks("ok"), 10.0);
+        assert_eq!(checks("tls_error"), 1.0);
+        assert_eq!(checks("bad_status"), 2.0);
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub const NODE_HEALTHY: &str = "tokenroute_node_healthy";
 pub const NODE_DRAINING: &str = "tokenroute_node_draining";
 /// Gauge: requests sent to the node and not yet finished, by `node`.
 pub const NODE_INFLIGHT: &str = "tokenroute_node_inflight_requests";
+/// Counter: active health checks, by `node` and `result` (`ok`, `connect_error`, `tls_error`, `timeout`,
+/// `bad_status`, `error`).
+pub const HEALTH_CHECKS_TOTAL: &str = "tokenroute_health_checks_total";
 /// Gauge: learned consumer keys and client ids the node is an owner of, by `node`.
 pub const NODE_OWNED_KEYS: &str = "tokenroute_node_owned_keys";
 /// Gauge: entries in the learned table, by `kind`.
@@ -40,6 +43,29 @@ pub const REQUEST_BODY_TOO_LARGE_TOTAL: &str = "tokenroute_request_body_too_larg
 /// Counter: backend responses relayed without learning from them because they exceeded the inspection cap.
 pub const RESPONSES_NOT_LEARNED_TOTAL: &str = "tokenroute_responses_too_large_to_learn_total";
 
+/// Gauge: always 1, by `version` (the crate version): which build is running.
+pub const BUILD_INFO: &str = "tokenroute_build_info";
+/// Histogram: time from a request's head arriving to its response head leaving, as the client sees it.
+pub const REQUEST_DURATION_SECONDS: &str = "tokenroute_request_duration_seconds";
+/// Counter: connections accepted, by `listener`.
+pub const CONNECTIONS_ACCEPTED_TOTAL: &str = "tokenroute_connections_accepted_total";
+/// Gauge: connections open now, by `listener`.
+pub const CONNECTIONS_OPEN: &str = "tokenroute_connections_open";
+/// Counter: TLS handshakes that failed or timed out, by `listener`.
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "tokenroute_tls_handshake_failures_total";
+/// The process metrics every Prometheus client library exports, under their standard names (dashboards and
+/// alerts expect them unprefixed). Read from `/proc/self` at scrape time; absent where there is no `/proc`.
+pub mod process {
+    /// Counter: user and system CPU time.
+    pub const CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+    /// Gauge: resident memory.
+    pub const RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+    /// Gauge: open file descriptors (sockets included).
+    pub const OPEN_FDS: &str = "process_open_fds";
+    /// Gauge: start time, Unix seconds.
+    pub const START_TIME_SECONDS: &str = "process_start_time_seconds";
+}
+
 /// Label names.
 pub mod label {
     /// A node's configured name, or `-`.
@@ -56,6 +82,10 @@ pub mod label {
     pub const RESULT: &str = "result";
     /// How a replay ended.
     pub const OUTCOME: &str = "outcome";
+    /// A listener's configured name.
+    pub const LISTENER: &str = "listener";
+    /// The crate version.
+    pub const VERSION: &str = "version";
     /// A histogram bucket's upper bound.
     pub const LE: &str = "le";
 }

@@ -143,44 +143,47 @@ impl Proxy {
         }
     }
 
-    /// Carries out [`plan_key_route`] and returns the nodes the request may go to.
+    /// Carries out [`plan_key_route`]: the nodes the request may go to, and the refresh it caused for the access
+    /// log (`background`, `first`, `first_failed`).
     pub(super) async fn apply_key_strategy(
         &self,
         generation: &Arc<Generation>,
         route: &Route,
-    ) -> NodeSet {
+    ) -> (NodeSet, Option<&'static str>) {
         let settings = &generation.config.refresh;
         let Some((fp, kind)) = route.credential else {
-            return route.allowed;
+            return (route.allowed, None);
         };
         if kind.specificity() != Specificity::Key {
-            return route.allowed;
+            return (route.allowed, None);
         }
         let pool = &generation.pool;
         let healthy = pool.healthy();
         let owners = route.owners.unwrap_or(NodeSet::EMPTY);
         match plan_key_route(settings.strategy, settings.enabled(), owners, healthy) {
-            KeyRoute::AsDecided => route.allowed,
+            KeyRoute::AsDecided => (route.allowed, None),
             KeyRoute::AsDecidedRefreshing(missing) => {
                 self.shared
                     .refreshes
                     .refresh_in_background(pool, settings, missing);
-                route.allowed
+                (route.allowed, Some("background"))
             }
             KeyRoute::ByPolicy => {
                 let Some(node) = pool.pick(healthy, Basis::Affinity).cloned() else {
-                    return route.allowed;
+                    return (route.allowed, None);
                 };
-                if owners.contains(node.id)
-                    || self
-                        .shared
-                        .refreshes
-                        .refresh_for_key(&node, settings, fp)
-                        .await
+                if owners.contains(node.id) {
+                    return (NodeSet::single(node.id), None);
+                }
+                if self
+                    .shared
+                    .refreshes
+                    .refresh_for_key(&node, settings, fp)
+                    .await
                 {
-                    NodeSet::single(node.id)
+                    (NodeSet::single(node.id), Some("first"))
                 } else {
-                    route.allowed
+                    (route.allowed, Some("first_failed"))
                 }
             }
         }

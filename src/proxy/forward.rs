@@ -15,7 +15,7 @@ use super::Generation;
 use crate::affinity::NodeSet;
 use crate::transport::body::{self, Prefix, ProxyBody, Reclaimable, Sending, Watched};
 use crate::upstream::balance::Basis;
-use crate::upstream::{InflightGuard, Node};
+use crate::upstream::{HealthFailure, HealthResult, InflightGuard, Node};
 
 /// A node's answer to a forwarded request.
 #[derive(Debug)]
@@ -87,9 +87,14 @@ pub(super) async fn forward(
                 })
             }
             Ok(Err(source)) if source.is_connect() => {
-                generation
-                    .pool
-                    .record_health(&node, false, "connect failure");
+                generation.pool.record_health(
+                    &node,
+                    HealthResult {
+                        source: "connect failure",
+                        failure: Some(HealthFailure::from_client_error(&source)),
+                        latency: None,
+                    },
+                );
                 match reclaim.take() {
                     Some(unsent) if !retried => {
                         tracing::debug!(node = %node.spec.name, "connect failed; retrying on another node");
@@ -116,9 +121,14 @@ pub(super) async fn forward(
                 })
             }
             Err(_elapsed) => {
-                generation
-                    .pool
-                    .record_health(&node, false, "response timeout");
+                generation.pool.record_health(
+                    &node,
+                    HealthResult {
+                        source: "response timeout",
+                        failure: Some(HealthFailure::Timeout(limits.response_header_timeout)),
+                        latency: None,
+                    },
+                );
                 return Err(ProxyError::UpstreamTimeout {
                     node: node.spec.name.clone(),
                     timeout: limits.response_header_timeout,

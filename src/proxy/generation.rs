@@ -37,6 +37,20 @@ pub struct ReloadStatus {
     pub last_error: Option<String>,
 }
 
+/// Why the proxy is not ready ([`Proxy::readiness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// A shutdown signal arrived; in-flight requests are draining.
+    #[error("draining: shutting down")]
+    Draining,
+    /// Some node has not had its first health check yet.
+    #[error("waiting for the first health checks")]
+    FirstChecks,
+    /// No node is healthy and enabled.
+    #[error("no healthy node")]
+    NoHealthyNode,
+}
+
 /// What a reload changed.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReloadReport {
@@ -154,11 +168,37 @@ impl Proxy {
         self.shared.reloads.events.subscribe()
     }
 
-    /// Whether the proxy is ready: every node has had its first health check (or checks are off).
+    /// Whether the proxy should be sent traffic ([`Proxy::readiness`] is `Ok`).
     pub fn ready(&self) -> bool {
+        self.readiness().is_ok()
+    }
+
+    /// Ready when not shutting down, every node has had its first health check (when checks are on), and at
+    /// least one node can take requests (healthy and not drained). What `/ready` answers.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        if self
+            .shared
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(NotReady::Draining);
+        }
         let generation = self.current();
-        generation.config.health.is_none()
-            || generation.pool.probed().is_superset(generation.pool.all())
+        let pool = &generation.pool;
+        if generation.config.health.is_some() && !pool.probed().is_superset(pool.all()) {
+            return Err(NotReady::FirstChecks);
+        }
+        if pool.healthy().is_empty() {
+            return Err(NotReady::NoHealthyNode);
+        }
+        Ok(())
+    }
+
+    /// Marks the proxy as shutting down: `/ready` answers 503 from now on, while in-flight requests drain.
+    pub fn begin_shutdown(&self) {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Stops the previous pool's probers and starts probing `generation`'s pool.

@@ -16,6 +16,7 @@
 //! keeps it to the end, so a reload never changes the rules under a request in flight. The learned table and
 //! its fingerprint key live beside the generation, not in it: they outlive reloads.
 
+mod access;
 mod classify;
 mod edge;
 mod error;
@@ -47,7 +48,7 @@ use crate::transport::body::{BodyError, Prefix, ProxyBody, Relay};
 use crate::upstream::balance::Basis;
 use crate::upstream::Pool;
 use error::ProxyError;
-pub use generation::{Generation, ReloadReport, ReloadStatus};
+pub use generation::{Generation, NotReady, ReloadReport, ReloadStatus};
 use headers::ClientSide;
 
 /// What a connection task knows about its client.
@@ -81,6 +82,8 @@ struct Shared {
     reloads: generation::Reloads,
     /// The task tracker and cancellation tree upgraded connections are spliced under; touched once per 101.
     tunnels: tunnel::Tunnels,
+    /// Set once when shutdown begins (readiness turns 503); an atomic flag, read by `/ready` only.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -124,6 +127,7 @@ impl Proxy {
                 metrics,
                 reloads: generation::Reloads::new(tasks.clone(), cancel.clone()),
                 tunnels: tunnel::Tunnels::new(tasks, cancel),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         proxy.start_probers(&generation);
@@ -179,8 +183,26 @@ impl Proxy {
         connection: ConnectionInfo,
     ) -> Response<ProxyBody> {
         let generation = self.current();
+        let arrived = tokio::time::Instant::now();
+        // The access log costs two body wrappers and a line; nothing at all when it is off.
+        let line = generation.config.log.access.then(|| access::Line {
+            started: arrived,
+            peer: connection.peer,
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            request_id: access::request_id(request.headers()),
+            bytes_in: Arc::default(),
+        });
         let request = request.map(|b| b.map_err(BodyError::from).boxed());
-        match self.proxy(&generation, request, connection).await {
+        let request = match &line {
+            Some(line) => request.map(|b| access::Counted::new(b, line.bytes_in.clone()).boxed()),
+            None => request,
+        };
+        let mut notes = access::Notes::default();
+        let response = match self
+            .proxy(&generation, request, connection, &mut notes)
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 if matches!(e, ProxyError::BodyTooLarge { .. }) {
@@ -189,6 +211,16 @@ impl Proxy {
                 self.shared.metrics.observe_response(None, e.status());
                 e.into_response()
             }
+        };
+        self.shared
+            .metrics
+            .observe_request_duration(arrived.elapsed());
+        match line {
+            Some(line) => {
+                let status = response.status();
+                response.map(|body| access::Logged::new(body, line, notes, status).boxed())
+            }
+            None => response,
         }
     }
 
@@ -198,6 +230,7 @@ impl Proxy {
         generation: &Arc<Generation>,
         request: Request<ProxyBody>,
         connection: ConnectionInfo,
+        notes: &mut access::Notes,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let config = &generation.config;
         let (mut parts, body) = request.into_parts();
@@ -282,10 +315,12 @@ impl Proxy {
         };
         let route = classified.route;
         self.shared.metrics.observe_route(route.reason);
+        notes.route = Some(route.reason);
         if route.reason == RouteReason::OwnerDown {
             tracing::debug!(owners = ?route.owners, "every owner of the credential is down; using a healthy node");
         }
-        let allowed = self.apply_key_strategy(generation, &route).await;
+        let (allowed, refresh) = self.apply_key_strategy(generation, &route).await;
+        notes.refresh = refresh;
 
         let started = tokio::time::Instant::now();
         // Requests routed by a credential do not take a turn of the balancing policy.
@@ -294,9 +329,12 @@ impl Proxy {
             _ => Basis::Affinity,
         };
         let answer = forward::forward(generation, &parts, allowed, basis, body).await?;
+        let upstream = started.elapsed();
         self.shared
             .metrics
-            .observe_upstream_latency(answer.node.id, started.elapsed());
+            .observe_upstream_latency(answer.node.id, upstream);
+        notes.upstream = Some(upstream);
+        let first = answer.node.id;
         let answer = match (client_upgrade, answer) {
             (
                 Some(client),
@@ -323,6 +361,8 @@ impl Proxy {
             }
             _ => answer,
         };
+        notes.replayed = answer.node.id != first;
+        notes.node = Some(answer.node.spec.name.clone());
         self.learn_then_relay(generation, &parts, role, answer)
             .await
     }

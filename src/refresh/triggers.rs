@@ -79,7 +79,8 @@ impl Refreshes {
                 node.id,
                 &[CredentialKind::ConsumerKey, CredentialKind::ClientId],
             );
-            tracing::info!(node = %node.spec.name, trigger = trigger.as_str(), keys, "node refreshed");
+            // One per node per key event: debug (failures are warnings; the counters have the rest).
+            tracing::debug!(node = %node.spec.name, trigger = trigger.as_str(), keys, "node refreshed");
         }
         ok
     }

@@ -215,6 +215,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(bound.max_connections));
+    let counters = proxy.metrics().listener(&bound.name);
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit {
@@ -236,6 +237,8 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let _ = stream.set_nodelay(true);
+        let open = counters.accepted();
+        let counters = counters.clone();
         let proxy = proxy.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -273,6 +276,7 @@ async fn accept_loop(
         let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = open;
             // The PROXY header comes first, before any HTTP or TLS byte; the client it names is the peer from
             // then on (X-Forwarded-For, logs, trust).
             let peer = match expect_header {
@@ -315,8 +319,14 @@ async fn accept_loop(
                             )
                             .await
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Err(e)) => {
+                            counters.tls_failed();
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => {
+                            counters.tls_failed();
+                            tracing::debug!(%peer, "TLS handshake timed out")
+                        }
                     }
                 }
             }

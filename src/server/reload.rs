@@ -15,7 +15,12 @@ pub fn reload_from_file(proxy: &Proxy, path: &Path) -> Result<ReloadReport, Load
     match config::load(path) {
         Ok(config) => {
             let report = proxy.reload(config);
-            tracing::info!(version = report.version, added = ?report.nodes_added, removed = ?report.nodes_removed, "config reloaded");
+            tracing::info!(
+                version = report.version,
+                added = %report.nodes_added.join(","),
+                removed = %report.nodes_removed.join(","),
+                "config reloaded"
+            );
             Ok(report)
         }
         Err(e) => {

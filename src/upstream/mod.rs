@@ -16,11 +16,12 @@ use parking_lot::Mutex;
 
 use http::Uri;
 
-use crate::affinity::{NodeId, NodeSet, MAX_NODES};
+use crate::affinity::{unix_now, NodeId, NodeSet, MAX_NODES};
 
 use balance::Balancer;
 use client::{ClientSettings, NodeClient};
-use health::{ConsecutiveCounter, Transition};
+pub use health::{HealthFailure, HealthResult, HealthView};
+use health::{HealthState, Transition};
 pub use settings::{HealthSettings, NodeSpec, PoolSettings};
 
 /// One backend node.
@@ -34,8 +35,11 @@ pub struct Node {
     pub client: NodeClient,
     /// Requests sent and not yet finished (least-requests input); relaxed atomics.
     inflight: AtomicUsize,
-    /// Health counter; locked only by probes and passive failures, never across `.await`.
-    health: Mutex<ConsecutiveCounter>,
+    /// Health counter and last result; locked only by probes, passive failures and `/status`, never across
+    /// `.await`.
+    health: Mutex<HealthState>,
+    /// Active checks by [`HealthFailure::RESULTS`] index; relaxed atomics, bumped by the prober only.
+    checks: [AtomicU64; HealthFailure::RESULTS.len()],
 }
 
 impl Node {
@@ -52,6 +56,21 @@ impl Node {
     /// Outstanding requests.
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// What `/status` shows of this node's health.
+    pub fn health(&self) -> HealthView {
+        self.health.lock().view()
+    }
+
+    /// Active checks so far, by [`HealthFailure::RESULTS`] (`tokenroute_health_checks_total`).
+    pub fn checks(&self) -> [u64; HealthFailure::RESULTS.len()] {
+        std::array::from_fn(|i| self.checks[i].load(Ordering::Relaxed))
+    }
+
+    /// Counts one active check's result.
+    pub(crate) fn count_check(&self, failure: Option<&HealthFailure>) {
+        self.checks[failure.map_or(0, HealthFailure::index)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a request as outstanding until the guard is dropped.
@@ -152,7 +171,8 @@ impl Pool {
                         spec: spec.clone(),
                         client,
                         inflight: AtomicUsize::new(0),
-                        health: Mutex::new(ConsecutiveCounter::new(rise, fall)),
+                        health: Mutex::new(HealthState::new(rise, fall, unix_now())),
+                        checks: Default::default(),
                     })
                 }
             };
@@ -254,25 +274,32 @@ impl Pool {
         self.node(id)
     }
 
-    /// Feeds one health result (probe or passive failure); logs and applies a transition once.
-    pub fn record_health(&self, node: &Node, ok: bool, source: &'static str) {
-        let transition = {
-            let mut counter = node.health.lock();
-            counter.record(ok)
-        };
-        match transition {
-            Some(Transition::Down) => {
+    /// Feeds one health result (probe or passive failure); logs and applies a transition once, with the
+    /// failure that caused it.
+    pub fn record_health(&self, node: &Node, result: HealthResult) {
+        let transition = node.health.lock().record(&result, unix_now());
+        let name = &node.spec.name;
+        let source = result.source;
+        match (transition, &result.failure) {
+            (Some(Transition::Down), failure) => {
                 self.healthy
                     .fetch_and(!NodeSet::single(node.id).bits(), Ordering::AcqRel);
-                tracing::warn!(node = %node.spec.name, source, "node is down");
+                let reason = failure
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                tracing::warn!(node = %name, source, reason = %reason, "node is down");
             }
-            Some(Transition::Up) => {
+            (Some(Transition::Up), _) => {
                 self.healthy
                     .fetch_or(NodeSet::single(node.id).bits(), Ordering::AcqRel);
-                tracing::info!(node = %node.spec.name, source, "node is up");
+                tracing::info!(node = %name, source, "node is up");
                 let _ = self.up_events.send(node.id);
             }
-            None => {}
+            (None, Some(failure)) => {
+                tracing::debug!(node = %name, source, reason = %failure, "health check failed")
+            }
+            (None, None) => {}
         }
     }
 }

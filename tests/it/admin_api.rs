@@ -51,8 +51,12 @@ impl FakeBackend {
 }
 
 impl AdminBackend for FakeBackend {
-    fn ready(&self) -> bool {
-        !self.not_ready.load(Ordering::Relaxed)
+    fn ready(&self) -> Result<(), String> {
+        if self.not_ready.load(Ordering::Relaxed) {
+            Err("the fake says so".to_owned())
+        } else {
+            Ok(())
+        }
     }
 
     fn status(&self) -> Value {
@@ -255,7 +259,11 @@ async fn ready_follows_the_backend() {
     let admin = Admin::start(None).await;
     assert_eq!(admin.request("GET", "/ready").await.status, 200);
     admin.backend.not_ready.store(true, Ordering::Relaxed);
-    assert_eq!(admin.request("GET", "/ready").await.status, 503);
+    let r = admin.request("GET", "/ready").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "not ready: the fake says so\n")
+    );
 }
 
 #[tokio::test]

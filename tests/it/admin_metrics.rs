@@ -54,6 +54,7 @@ fn realistic_exposition() -> String {
                 draining: id.index() == 1,
                 inflight: 4 - id.index(),
                 owned_keys: 2,
+                checks: [5, 1, 0, 0, 0, 0],
             })
             .collect(),
         table: TableStats {

@@ -26,6 +26,7 @@ mod no_leaks;
 mod oauth2_repair;
 #[cfg(feature = "sim")]
 mod oauth2_sim;
+mod operations;
 mod packaging;
 mod proxy_core;
 mod proxy_protocol;

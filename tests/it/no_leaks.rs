@@ -73,6 +73,19 @@ async fn credentials_never_reach_logs_or_snapshot_files() {
         logs.contains("consumer key event"),
         "the capture works: it saw the proxy's own log lines"
     );
+    // The access log (on by default) wrote a line for every request, query-carried tokens included.
+    let access_lines = logs
+        .lines()
+        .filter(|l| l.contains("tokenroute::access"))
+        .count();
+    assert!(
+        access_lines >= 3 * 5,
+        "the access log saw every request: {access_lines} lines"
+    );
+    assert!(
+        logs.contains("path=/cqweb/oauth/authorize") || logs.contains("path=/cqweb"),
+        "the access log names paths"
+    );
     let snapshot_text = std::fs::read_to_string(&snapshot).unwrap();
     assert!(
         snapshot_text.lines().count() > 9,

@@ -110,7 +110,8 @@ impl Proxy {
                 .after_stale_answer(refusal.node.clone(), settings.clone(), fp);
         }
         let status = refusal.response.status();
-        tracing::info!(node = %refusal.node.spec.name, %status, problem, "stale-credential answer; replaying on another node");
+        // Per request, so debug: the access log marks the replay (`replayed=true`).
+        tracing::debug!(node = %refusal.node.spec.name, %status, problem, "stale-credential answer; replaying on another node");
         let mut tried = NodeSet::single(refusal.node.id);
         let mut last = refusal;
         for _ in 0..attempts {
@@ -154,7 +155,7 @@ impl Proxy {
                     .table
                     .learn(fp, kind, target.id, ttl, unix_now());
             }
-            tracing::info!(node = %last.node.spec.name, %status, "replay answered without a stale refusal");
+            tracing::debug!(node = %last.node.spec.name, %status, "replay answered without a stale refusal");
             self.shared.metrics.observe_replay(ReplayOutcome::Repaired);
             return Ok(last);
         }

@@ -1,0 +1,191 @@
+//! The access log: one line per request, written when the response body has been relayed (or abandoned), so
+//! it can say how many bytes went each way and how long the whole exchange took.
+//!
+//! The stages note what they decided in [`Notes`]; [`Proxy::handle`](super::Proxy::handle) wraps the request
+//! and response bodies in byte counters and [`Logged`] writes the line when it is dropped. Only the path is
+//! logged, never the query (OAuth 1 puts `oauth_token` and signatures there, OAuth 2 `code`), and no header:
+//! nothing a credential travels in reaches the line.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
+
+use crate::logging::ACCESS_TARGET;
+use crate::metrics::RouteReason;
+use crate::transport::body::{BodyError, ProxyBody};
+
+/// What the stages decided about one request, for its access-log line.
+#[derive(Debug, Default)]
+pub(super) struct Notes {
+    /// The rule that chose the node.
+    pub route: Option<RouteReason>,
+    /// The node whose answer was relayed.
+    pub node: Option<String>,
+    /// From sending to the first node asked to its response head.
+    pub upstream: Option<Duration>,
+    /// The answer came from a replay on another node after a stale-credential answer.
+    pub replayed: bool,
+    /// A refresh this request caused: `first` (it waited for one), `first_failed`, or `background`.
+    pub refresh: Option<&'static str>,
+}
+
+/// The request side of a line: who asked what, and when.
+#[derive(Debug)]
+pub(super) struct Line {
+    pub started: Instant,
+    pub peer: SocketAddr,
+    pub method: http::Method,
+    /// The path only: the query is never logged.
+    pub path: String,
+    pub request_id: String,
+    pub bytes_in: Arc<AtomicU64>,
+}
+
+/// The request id: the client's `X-Request-Id` when it is short and plain (letters, digits, `-_.:`), else a
+/// fresh random one. Never longer than 64 characters, never a character that needs quoting in a log line.
+pub(super) fn request_id(headers: &http::HeaderMap) -> String {
+    let given = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        });
+    match given {
+        Some(id) => id.to_owned(),
+        None => format!("{:016x}", rand::random::<u64>()),
+    }
+}
+
+/// Counts the bytes of a body as they pass.
+#[derive(Debug)]
+pub(super) struct Counted {
+    inner: ProxyBody,
+    count: Arc<AtomicU64>,
+}
+
+impl Counted {
+    pub(super) fn new(inner: ProxyBody, count: Arc<AtomicU64>) -> Counted {
+        Counted { inner, count }
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.count.fetch_add(data.len() as u64, Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The response body, relayed as is; writes the access-log line when dropped.
+#[derive(Debug)]
+pub(super) struct Logged {
+    inner: ProxyBody,
+    line: Line,
+    notes: Notes,
+    status: StatusCode,
+    bytes_out: u64,
+    finished: bool,
+}
+
+impl Logged {
+    pub(super) fn new(inner: ProxyBody, line: Line, notes: Notes, status: StatusCode) -> Logged {
+        Logged {
+            finished: inner.is_end_stream(),
+            inner,
+            line,
+            notes,
+            status,
+            bytes_out: 0,
+        }
+    }
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes_out += data.len() as u64;
+                }
+                // hyper stops polling a body that says it has ended, so `None` may never come.
+                if self.inner.is_end_stream() {
+                    self.finished = true;
+                }
+            }
+            Poll::Ready(None) => self.finished = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let line = &self.line;
+        let notes = &self.notes;
+        let millis = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            target: ACCESS_TARGET,
+            client = %line.peer,
+            method = %line.method,
+            path = %line.path,
+            status = self.status.as_u16(),
+            node = notes.node.as_deref().unwrap_or("-"),
+            route = notes.route.map_or("-", RouteReason::as_str),
+            replayed = notes.replayed,
+            refresh = notes.refresh.unwrap_or("-"),
+            upstream_ms = notes.upstream.map_or(-1.0, millis),
+            total_ms = millis(line.started.elapsed()),
+            bytes_in = line.bytes_in.load(Relaxed),
+            bytes_out = self.bytes_out,
+            complete = self.finished,
+            request_id = %line.request_id,
+            "access"
+        );
+    }
+}
