@@ -5,6 +5,7 @@
 //! - [`table`]: the bounded, sharded in-process table with TTLs, eviction and counters, and the
 //!   [`AffinityStore`] interface a shared store would implement.
 //! - [`snapshot`]: saving and restoring the table across restarts (owners by node name, key beside it).
+//! - [`redis_store`]: the table shared between instances through Redis, with this table as the local cache.
 //!
 //! Entries are learned only from backend responses (see [`crate::oauth::response`]); request data is only
 //! ever looked up.
@@ -12,11 +13,13 @@
 mod files;
 pub mod fingerprint;
 pub mod owners;
+pub mod redis_store;
 pub mod snapshot;
 pub mod table;
 
 pub use fingerprint::{Fingerprint, FingerprintKey};
 pub use owners::{NodeId, NodeSet, MAX_NODES};
+pub use redis_store::{RedisSettings, RedisStore, StoreError, StoreStats};
 pub use table::{unix_now, AffinityStore, Entry, LearnOutcome, Table, TableStats};
 
 use std::path::PathBuf;
@@ -70,6 +73,9 @@ pub enum AffinityError {
         /// Its version.
         version: u32,
     },
+    /// The shared store could not be set up.
+    #[error("cannot share the learned table through Redis")]
+    Store(#[source] StoreError),
     /// The snapshot was written under another fingerprint key, so none of its fingerprints can match.
     #[error("{} was written with another fingerprint key", path.display())]
     KeyMismatch {

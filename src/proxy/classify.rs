@@ -23,6 +23,8 @@ pub(super) struct Classified {
     pub route: Route,
     /// The consumer key or client id the request carries, fingerprinted.
     pub key: Option<Fingerprint>,
+    /// With a shared store only: credentials the local table did not know, to read through from Redis.
+    pub misses: Vec<Fingerprint>,
 }
 
 impl Classified {
@@ -31,6 +33,7 @@ impl Classified {
         Classified {
             route: route::decide(&[], healthy),
             key: None,
+            misses: Vec::new(),
         }
     }
 }
@@ -79,6 +82,7 @@ impl Proxy {
         let now = unix_now();
         let mut key = None;
         let mut hits = Vec::with_capacity(credentials.candidates.len());
+        let mut misses = Vec::new();
         for c in &credentials.candidates {
             let wanted = if c.class == CandidateClass::SessionCookie {
                 routing.session_affinity
@@ -97,10 +101,11 @@ impl Proxy {
             {
                 key = Some(fp);
             }
-            if let Some(entry) = self.shared.table.lookup(fp, now) {
-                if c.class.accepts(entry.kind()) {
-                    hits.push((fp, entry));
-                }
+            match self.shared.table.lookup(fp, now) {
+                Some(entry) if c.class.accepts(entry.kind()) => hits.push((fp, entry)),
+                Some(_) => {}
+                None if self.shared.redis.is_some() => misses.push(fp),
+                None => {}
             }
         }
         let mut route = route::decide(&hits, generation.pool.healthy());
@@ -117,7 +122,7 @@ impl Proxy {
                 };
             }
         }
-        Classified { route, key }
+        Classified { route, key, misses }
     }
 
     /// Carries out [`plan_key_route`] and returns the nodes the request may go to.

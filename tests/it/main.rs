@@ -23,6 +23,8 @@ mod oauth2_sim;
 mod packaging;
 mod proxy_core;
 #[cfg(feature = "sim")]
+mod redis_shared;
+#[cfg(feature = "sim")]
 mod refresh_repair;
 mod reload;
 #[cfg(feature = "sim")]

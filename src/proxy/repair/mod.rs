@@ -171,6 +171,9 @@ impl Proxy {
         let settings = &generation.config.refresh;
         if let Some(fp) = key {
             self.shared.table.remove_owner(fp, refusal.node.id);
+            if let Some(redis) = &self.shared.redis {
+                redis.remove_owner(fp, refusal.node.id).await;
+            }
             self.shared
                 .refreshes
                 .after_stale_answer(refusal.node.clone(), settings.clone(), fp);
@@ -215,13 +218,15 @@ impl Proxy {
                         .routing
                         .rules
                         .ttl(CredentialKind::ConsumerKey);
-                    self.shared.table.learn(
-                        fp,
-                        CredentialKind::ConsumerKey,
-                        target.id,
-                        ttl,
-                        unix_now(),
-                    );
+                    let now = unix_now();
+                    self.shared
+                        .table
+                        .learn(fp, CredentialKind::ConsumerKey, target.id, ttl, now);
+                    if let Some(redis) = &self.shared.redis {
+                        redis
+                            .learn(fp, CredentialKind::ConsumerKey, target.id, ttl, now)
+                            .await;
+                    }
                 }
                 tracing::info!(node = %last.node.spec.name, "replay repaired a stale answer");
                 self.shared.metrics.observe_replay(ReplayOutcome::Repaired);
