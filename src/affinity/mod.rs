@@ -7,6 +7,7 @@
 //! - [`snapshot`]: saving and restoring the table across restarts (owners by node name, key beside it).
 //! - [`journal`]: the append-only journal beside the snapshot, so that `kill -9` loses nothing learned;
 //!   compacted into each snapshot. [`open_persistent`] opens snapshot and journal together.
+//! - [`redis_store`]: the table shared between instances through Redis, with this table as the local cache.
 //!
 //! Entries are learned only from backend responses (see [`crate::oauth::response`]); request data is only
 //! ever looked up.
@@ -16,13 +17,15 @@ pub mod fingerprint;
 pub mod journal;
 pub mod owners;
 mod persist;
+pub mod redis_store;
 mod slots;
 pub mod snapshot;
 pub mod table;
 
 pub use fingerprint::{Fingerprint, FingerprintKey};
 pub use owners::{NodeId, NodeSet, MAX_NODES};
-pub use persist::{open_persistent, RestoreReport};
+pub use persist::{open_persistent, open_persistent_with_key, RestoreReport};
+pub use redis_store::{RedisSettings, RedisStore, StoreError, StoreStats};
 pub use table::{unix_now, AffinityStore, Entry, LearnOutcome, Table, TableStats};
 
 use std::path::PathBuf;
@@ -76,6 +79,9 @@ pub enum AffinityError {
         /// Its version.
         version: u32,
     },
+    /// The shared store could not be set up.
+    #[error("cannot share the learned table through Redis")]
+    Store(#[source] StoreError),
     /// The snapshot or journal segment was written under another fingerprint key, so none of its
     /// fingerprints can match.
     #[error("{} was written with another fingerprint key", path.display())]

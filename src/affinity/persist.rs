@@ -28,9 +28,24 @@ pub fn open_persistent(
     now: u64,
 ) -> Result<(Table, FingerprintKey, RestoreReport), AffinityError> {
     let key = snapshot::load_key(snapshot_path)?;
+    let (table, report) =
+        open_persistent_with_key(snapshot_path, &key, max_entries, node_names, fsync, now)?;
+    Ok((table, key, report))
+}
+
+/// [`open_persistent`] with a fingerprint key read elsewhere (`affinity.fingerprint_key_file`, shared by every
+/// instance of a Redis-backed deployment); a snapshot or journal written under another key is refused.
+pub fn open_persistent_with_key(
+    snapshot_path: &Path,
+    key: &FingerprintKey,
+    max_entries: usize,
+    node_names: &[(NodeId, String)],
+    fsync: Fsync,
+    now: u64,
+) -> Result<(Table, RestoreReport), AffinityError> {
     let table = Table::new(max_entries);
-    let snapshot = snapshot::load(snapshot_path, &key, &table, node_names, now)?;
-    let journal = journal::replay(snapshot_path, &key, &table, node_names, now)?;
-    table.attach_journal(Journal::open(snapshot_path, &key, node_names, fsync)?);
-    Ok((table, key, RestoreReport { snapshot, journal }))
+    let snapshot = snapshot::load(snapshot_path, key, &table, node_names, now)?;
+    let journal = journal::replay(snapshot_path, key, &table, node_names, now)?;
+    table.attach_journal(Journal::open(snapshot_path, key, node_names, fsync)?);
+    Ok((table, RestoreReport { snapshot, journal }))
 }

@@ -413,6 +413,17 @@ impl Table {
         copy.into_iter()
     }
 
+    /// Sets the entry of `fp` to what the shared store holds (a change another instance made, or a read-through
+    /// on a local miss), replacing what this table knew; an expired entry removes it. Not counted as an insert:
+    /// another instance counted it when it learned it.
+    pub(crate) fn put(&self, fp: Fingerprint, entry: Entry, now: u64) {
+        if entry.is_expired(now) {
+            self.forget(fp);
+            return;
+        }
+        self.replay_put(fp, entry, now);
+    }
+
     /// Puts a restored entry back (snapshot load) unless the table is full or already knows `fp`. Whether it
     /// was added. Not counted as an insert: it was learned before.
     pub(crate) fn restore(&self, fp: Fingerprint, entry: Entry) -> bool {
@@ -766,6 +777,32 @@ mod tests {
         assert_eq!(store.lookup(fp(1), NOW).unwrap().owners(), set(&[0, 1]));
         assert!(store.remove_owner(fp(1), node(0)));
         assert_eq!(store.remove_node(node(1)), 1);
+    }
+
+    #[test]
+    fn put_replaces_whatever_was_known_and_an_expired_put_forgets() {
+        let table = Table::new(10);
+        table.learn(fp(1), CredentialKind::ConsumerKey, node(0), HOUR, NOW);
+        table.put(
+            fp(1),
+            Entry::new(CredentialKind::ConsumerKey, set(&[2]), NOW + 10),
+            NOW,
+        );
+        assert_eq!(table.lookup(fp(1), NOW).unwrap().owners(), set(&[2]));
+        table.put(
+            fp(2),
+            Entry::new(CredentialKind::Code, set(&[1]), NOW + 10),
+            NOW,
+        );
+        assert_eq!(table.len(), 2);
+        table.put(
+            fp(1),
+            Entry::new(CredentialKind::ConsumerKey, set(&[2]), NOW),
+            NOW,
+        );
+        assert!(table.lookup(fp(1), NOW).is_none());
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.stats().inserts, 1);
     }
 
     #[test]

@@ -101,6 +101,23 @@ impl AdminBackend for ProxyAdmin {
                 "evictions": stats.evictions,
                 "expiries": stats.expiries,
             },
+            "store": match self.proxy.redis() {
+                None => json!({ "kind": "memory" }),
+                Some(redis) => {
+                    let s = redis.stats();
+                    json!({
+                        "kind": "redis",
+                        "state": if s.up { "shared" } else { "degraded" },
+                        "degraded_operations": s.degraded_ops,
+                        "outages": s.outages,
+                        "read_through": s.read_through,
+                        "changes_applied": s.applied,
+                        "written_back": s.written_back,
+                        "pending_write_back": s.pending,
+                        "leases_lost": s.leases_lost,
+                    })
+                }
+            },
             "counters": self.proxy.metrics().counters_json(),
             "config": self.proxy.reload_status(),
             "ready": self.proxy.readiness().err().map_or_else(|| json!(true), |why| json!(why.to_string())),
@@ -129,6 +146,7 @@ impl AdminBackend for ProxyAdmin {
             nodes,
             table: table.stats(),
             table_by_kind: table.len_by_kind(),
+            store: self.proxy.redis().map(|r| r.stats()),
         })
     }
 

@@ -32,7 +32,7 @@ pub use admin::ProxyAdmin;
 pub use signals::{Signals, Stopped};
 
 use crate::admin::AdminSettings;
-use crate::affinity::{unix_now, AffinityError};
+use crate::affinity::{unix_now, AffinityError, StoreError};
 use crate::config::Config;
 use crate::logging::error_chain;
 use crate::proxy::Proxy;
@@ -45,9 +45,12 @@ pub enum StartError {
     /// A listener (proxy or admin) could not be bound.
     #[error("{0}")]
     Bind(#[source] std::io::Error),
-    /// The learned table could not be restored from its snapshot.
-    #[error("cannot restore the learned table")]
+    /// The learned table could not be set up (key, snapshot, shared store settings).
+    #[error("cannot set up the learned table")]
     Table(#[source] AffinityError),
+    /// The shared store refused this instance (another fingerprint key, other node ids).
+    #[error("cannot share the learned table through Redis")]
+    Store(#[source] StoreError),
 }
 
 /// A bound, not yet running, application.
@@ -81,6 +84,14 @@ impl App {
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         let proxy = Proxy::new(config, tasks.clone(), cancel.clone()).map_err(StartError::Table)?;
+        proxy
+            .start_store(&tasks, cancel.clone())
+            .await
+            .map_err(|e| {
+                // The probers Proxy::new started stop with the tree.
+                cancel.cancel();
+                StartError::Store(e)
+            })?;
         Ok(App {
             proxy,
             listeners,

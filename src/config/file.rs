@@ -443,6 +443,15 @@ pub struct AffinityFile {
     /// The period of `journal_fsync = "interval"`.
     #[serde(default = "default_journal_fsync_interval")]
     pub journal_fsync_interval: String,
+    /// Where the table is shared: "memory" (this process only) or "redis" (`[affinity.redis]`).
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// The fingerprint key file (created if absent, mode 0600); unset: `<snapshot_path>.key`, or a fresh key
+    /// each start without a snapshot.
+    pub fingerprint_key_file: Option<String>,
+    /// `[affinity.redis]`, read only with `store = "redis"`.
+    #[serde(default)]
+    pub redis: RedisFile,
 }
 
 impl Default for AffinityFile {
@@ -454,8 +463,69 @@ impl Default for AffinityFile {
             sweep_interval: default_sweep_interval(),
             journal_fsync: default_journal_fsync(),
             journal_fsync_interval: default_journal_fsync_interval(),
+            store: default_store(),
+            fingerprint_key_file: None,
+            redis: RedisFile::default(),
         }
     }
+}
+
+/// `[affinity.redis]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    /// `redis://host:port/db` or `rediss://host:port/db`; no password in it.
+    #[serde(default = "default_redis_url")]
+    pub url: String,
+    /// CA bundle (PEM) that verifies a `rediss://` server; unset: the system's roots.
+    pub ca_file: Option<String>,
+    /// Environment variable holding the password; unset: no AUTH.
+    pub password_env: Option<String>,
+    /// Prefix of every Redis key tokenroute writes.
+    #[serde(default = "default_redis_key_prefix")]
+    pub key_prefix: String,
+    /// Limit for connecting (and reconnecting).
+    #[serde(default = "default_redis_connect_timeout")]
+    pub connect_timeout: String,
+    /// Limit for one command; past it the store counts as unavailable.
+    #[serde(default = "default_redis_command_timeout")]
+    pub command_timeout: String,
+    /// Multiplexed connections, used in turn.
+    #[serde(default = "default_redis_pool_size")]
+    pub pool_size: usize,
+}
+
+impl Default for RedisFile {
+    fn default() -> Self {
+        RedisFile {
+            url: default_redis_url(),
+            ca_file: None,
+            password_env: None,
+            key_prefix: default_redis_key_prefix(),
+            connect_timeout: default_redis_connect_timeout(),
+            command_timeout: default_redis_command_timeout(),
+            pool_size: default_redis_pool_size(),
+        }
+    }
+}
+
+fn default_store() -> String {
+    "memory".into()
+}
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379/0".into()
+}
+fn default_redis_key_prefix() -> String {
+    "tokenroute:".into()
+}
+fn default_redis_connect_timeout() -> String {
+    "1s".into()
+}
+fn default_redis_command_timeout() -> String {
+    "500ms".into()
+}
+fn default_redis_pool_size() -> usize {
+    2
 }
 
 fn default_max_entries() -> usize {

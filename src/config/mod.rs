@@ -356,6 +356,35 @@ journal_fsync_interval = "0s"
     }
 
     #[test]
+    fn a_redis_store_is_checked_key_by_key() {
+        let bad = format!(
+            "{MINIMAL}[affinity]\nstore = \"redis\"\n[affinity.redis]\nurl = \"redis://:pw@127.0.0.1:6379/0\"\npassword_env = \"TOKENROUTE_TEST_NO_SUCH_VARIABLE\"\nkey_prefix = \"\"\npool_size = 0\ncommand_timeout = \"0s\"\n"
+        );
+        let keys = invalid_keys(&bad);
+        for want in [
+            "affinity.fingerprint_key_file",
+            "affinity.redis.url",
+            "affinity.redis.password_env",
+            "affinity.redis.key_prefix",
+            "affinity.redis.pool_size",
+            "affinity.redis.command_timeout",
+        ] {
+            assert!(keys.iter().any(|k| k == want), "missing {want} in {keys:?}");
+        }
+        let unknown = format!("{MINIMAL}[affinity]\nstore = \"etcd\"\n");
+        assert_eq!(invalid_keys(&unknown), ["affinity.store"]);
+        let other_scheme = format!("{MINIMAL}[affinity]\nstore = \"redis\"\nfingerprint_key_file = \"k\"\n[affinity.redis]\nurl = \"http://x\"\n");
+        assert_eq!(invalid_keys(&other_scheme), ["affinity.redis.url"]);
+        let good =
+            format!("{MINIMAL}[affinity]\nstore = \"redis\"\nfingerprint_key_file = \"k\"\n");
+        let config = parse_str(&good).unwrap();
+        let redis = config.affinity.redis.unwrap();
+        assert_eq!(redis.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(redis.key_prefix, "tokenroute:");
+        assert!(parse_str(MINIMAL).unwrap().affinity.redis.is_none());
+    }
+
+    #[test]
     fn clone_ids_are_optional_checked_and_unique() {
         let node = |name: &str, clone: &str| {
             format!("[[upstream.node]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:1\"\nclone_id = {clone}\n")

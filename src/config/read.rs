@@ -178,6 +178,8 @@ const UNIT_KEYS: &[(&str, Unit)] = &[
     ("affinity.snapshot_interval", Unit::Duration),
     ("affinity.sweep_interval", Unit::Duration),
     ("affinity.journal_fsync_interval", Unit::Duration),
+    ("affinity.redis.connect_timeout", Unit::Duration),
+    ("affinity.redis.command_timeout", Unit::Duration),
     ("refresh.timeout", Unit::Duration),
     ("refresh.fanout_deadline", Unit::Duration),
     ("refresh.backoff", Unit::Duration),

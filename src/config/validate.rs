@@ -18,12 +18,12 @@ use thiserror::Error;
 
 use super::cidr::Cidr;
 use super::file::{
-    AffinityFile, FileConfig, HealthFile, LimitsFile, ListenerFile, NodeFile, RefreshFile,
-    RoutingFile, UpstreamFile,
+    AffinityFile, FileConfig, HealthFile, LimitsFile, ListenerFile, NodeFile, RedisFile,
+    RefreshFile, RoutingFile, UpstreamFile,
 };
 use super::units::{parse_duration, parse_size};
 use crate::affinity::journal::Fsync;
-use crate::affinity::MAX_NODES;
+use crate::affinity::{RedisSettings, MAX_NODES};
 use crate::oauth::{CredentialKind, EndpointRole, EndpointRule, Preset, Rules};
 use crate::refresh::{Exchange, RefreshSettings, Strategy};
 use crate::secret::Secret;
@@ -119,6 +119,10 @@ pub struct Affinity {
     pub sweep_interval: Duration,
     /// When the journal beside the snapshot is flushed to disk.
     pub journal_fsync: Fsync,
+    /// The fingerprint key file, when configured (else `<snapshot_path>.key`, or a fresh key).
+    pub fingerprint_key_file: Option<PathBuf>,
+    /// `store = "redis"`: the shared store's settings; `None`: the table lives in this process only.
+    pub redis: Option<RedisSettings>,
 }
 
 /// `[runtime]`, validated.
@@ -299,7 +303,7 @@ pub fn validate(
     let upstream = upstream(&file.upstream, base_dir, &mut errors);
     let health = health(&file.health, &mut errors);
     let routing = routing(&file.routing, &mut errors);
-    let affinity = affinity(&file.affinity, base_dir, &mut errors);
+    let affinity = affinity(&file.affinity, base_dir, env, &mut errors);
     let refresh = refresh(&file.refresh, env, &mut errors);
     let admin = admin(&file.admin, env, &mut errors);
     let log = log(&file.log, &mut errors);
@@ -739,11 +743,38 @@ fn routing(file: &RoutingFile, errors: &mut Errors) -> Routing {
     }
 }
 
-fn affinity(file: &AffinityFile, base_dir: &Path, errors: &mut Errors) -> Affinity {
+fn affinity(
+    file: &AffinityFile,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) -> Affinity {
     let max_entries = NonZeroUsize::new(file.max_entries).unwrap_or_else(|| {
         errors.push("affinity.max_entries", 0, "must be at least 1");
         NonZeroUsize::MIN
     });
+    let fingerprint_key_file = file.fingerprint_key_file.as_ref().map(|p| base_dir.join(p));
+    let redis = match file.store.as_str() {
+        "memory" => None,
+        "redis" => {
+            if fingerprint_key_file.is_none() {
+                errors.push(
+                    "affinity.fingerprint_key_file",
+                    "(unset)",
+                    "required with store = \"redis\": every instance must fingerprint with the same key",
+                );
+            }
+            Some(redis(&file.redis, base_dir, env, errors))
+        }
+        other => {
+            errors.push(
+                "affinity.store",
+                format!("{other:?}"),
+                "expected \"memory\" or \"redis\"",
+            );
+            None
+        }
+    };
     Affinity {
         max_entries,
         snapshot_path: file.snapshot_path.as_ref().map(|p| base_dir.join(p)),
@@ -751,6 +782,8 @@ fn affinity(file: &AffinityFile, base_dir: &Path, errors: &mut Errors) -> Affini
             .positive_duration("affinity.snapshot_interval", &file.snapshot_interval),
         sweep_interval: errors.positive_duration("affinity.sweep_interval", &file.sweep_interval),
         journal_fsync: journal_fsync(file, errors),
+        fingerprint_key_file,
+        redis,
     }
 }
 
@@ -771,6 +804,60 @@ fn journal_fsync(file: &AffinityFile, errors: &mut Errors) -> Fsync {
             );
             Fsync::DEFAULT
         }
+    }
+}
+
+fn redis(
+    file: &RedisFile,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) -> RedisSettings {
+    if let Err(m) = RedisSettings::check_url(&file.url) {
+        errors.push("affinity.redis.url", format!("{:?}", file.url), m);
+    }
+    let ca_file = file.ca_file.as_ref().map(|p| base_dir.join(p));
+    if let Some(path) = &ca_file {
+        if let Err(e) = std::fs::read(path) {
+            errors.push(
+                "affinity.redis.ca_file",
+                format!("{:?}", file.ca_file.as_deref().unwrap_or("")),
+                format!("cannot read it: {e}"),
+            );
+        }
+    }
+    let password = file.password_env.as_ref().and_then(|name| {
+        let value = env(name);
+        if value.is_none() {
+            errors.push(
+                "affinity.redis.password_env",
+                format!("{name:?}"),
+                format!("environment variable {name} is not set"),
+            );
+        }
+        value.map(Secret::new)
+    });
+    if file.key_prefix.is_empty() {
+        errors.push(
+            "affinity.redis.key_prefix",
+            "\"\"",
+            "must not be empty: it keeps tokenroute's keys apart from others in the database",
+        );
+    }
+    let pool_size = NonZeroUsize::new(file.pool_size).unwrap_or_else(|| {
+        errors.push("affinity.redis.pool_size", 0, "must be at least 1");
+        NonZeroUsize::MIN
+    });
+    RedisSettings {
+        url: file.url.clone(),
+        ca_file,
+        password,
+        key_prefix: file.key_prefix.clone(),
+        connect_timeout: errors
+            .positive_duration("affinity.redis.connect_timeout", &file.connect_timeout),
+        command_timeout: errors
+            .positive_duration("affinity.redis.command_timeout", &file.command_timeout),
+        pool_size,
     }
 }
 

@@ -140,6 +140,62 @@ impl Metrics {
             out.family(name, kind, help);
             out.sample(name, &[], value);
         }
+        if let Some(store) = &view.store {
+            let rows: [(&str, &str, &str, u64); 8] = [
+                (
+                    names::STORE_UP,
+                    "gauge",
+                    "1 while the shared store (Redis) is in use, 0 while this instance runs on its own table.",
+                    u64::from(store.up),
+                ),
+                (
+                    names::STORE_DEGRADED_OPERATIONS_TOTAL,
+                    "counter",
+                    "Table operations done on this instance's table only because the shared store was unavailable.",
+                    store.degraded_ops,
+                ),
+                (
+                    names::STORE_OUTAGES_TOTAL,
+                    "counter",
+                    "Times the shared store became unavailable.",
+                    store.outages,
+                ),
+                (
+                    names::STORE_READ_THROUGH_TOTAL,
+                    "counter",
+                    "Entries read through from the shared store on a local miss.",
+                    store.read_through,
+                ),
+                (
+                    names::STORE_CHANGES_APPLIED_TOTAL,
+                    "counter",
+                    "Changes made by other instances applied to this instance's table.",
+                    store.applied,
+                ),
+                (
+                    names::STORE_WRITTEN_BACK_TOTAL,
+                    "counter",
+                    "Entries written back to the shared store after an outage.",
+                    store.written_back,
+                ),
+                (
+                    names::STORE_LEASES_LOST_TOTAL,
+                    "counter",
+                    "Refreshes left to another instance holding the lease.",
+                    store.leases_lost,
+                ),
+                (
+                    names::STORE_PENDING_WRITE_BACK,
+                    "gauge",
+                    "Entries changed during an outage of the shared store, waiting to be written back.",
+                    store.pending as u64,
+                ),
+            ];
+            for (name, kind, help, value) in rows {
+                out.family(name, kind, help);
+                out.sample(name, &[], value);
+            }
+        }
 
         out.family(
             names::ROUTE_DECISIONS_TOTAL,

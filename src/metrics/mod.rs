@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::affinity::{NodeId, TableStats, MAX_NODES};
+use crate::affinity::{NodeId, StoreStats, TableStats, MAX_NODES};
 use crate::oauth::CredentialKind;
 pub use labels::{RefreshTrigger, ReplayOutcome, RouteReason};
 use names::label;
@@ -66,6 +66,8 @@ pub struct MetricsView<'a> {
     pub table: TableStats,
     /// Entries per kind ([`crate::affinity::Table::len_by_kind`]).
     pub table_by_kind: [(CredentialKind, usize); CredentialKind::ALL.len()],
+    /// The shared store's counters, with `store = "redis"`.
+    pub store: Option<StoreStats>,
 }
 
 /// `class` label values, indexed by the status's first digit minus one.
@@ -370,6 +372,7 @@ mod tests {
                 expiries: 1,
             },
             table_by_kind: CredentialKind::ALL.map(|k| (k, k.index())),
+            store: Some(StoreStats::default()),
         }
     }
 
@@ -626,6 +629,14 @@ mod tests {
             names::TABLE_INSERTS_TOTAL,
             names::TABLE_EVICTIONS_TOTAL,
             names::TABLE_EXPIRIES_TOTAL,
+            names::STORE_UP,
+            names::STORE_DEGRADED_OPERATIONS_TOTAL,
+            names::STORE_OUTAGES_TOTAL,
+            names::STORE_READ_THROUGH_TOTAL,
+            names::STORE_CHANGES_APPLIED_TOTAL,
+            names::STORE_WRITTEN_BACK_TOTAL,
+            names::STORE_LEASES_LOST_TOTAL,
+            names::STORE_PENDING_WRITE_BACK,
             names::ROUTE_DECISIONS_TOTAL,
             names::REFRESHES_TOTAL,
             names::REPLAYS_TOTAL,

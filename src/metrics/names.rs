@@ -30,6 +30,22 @@ pub const TABLE_INSERTS_TOTAL: &str = "tokenroute_table_inserts_total";
 pub const TABLE_EVICTIONS_TOTAL: &str = "tokenroute_table_evictions_total";
 /// Counter: expired entries removed.
 pub const TABLE_EXPIRIES_TOTAL: &str = "tokenroute_table_expiries_total";
+/// Gauge: 1 while the shared store (Redis) is in use, 0 while the instance runs on its own table.
+pub const STORE_UP: &str = "tokenroute_store_up";
+/// Counter: table operations that ran on this instance's table only because the shared store was unavailable.
+pub const STORE_DEGRADED_OPERATIONS_TOTAL: &str = "tokenroute_store_degraded_operations_total";
+/// Counter: times the shared store became unavailable.
+pub const STORE_OUTAGES_TOTAL: &str = "tokenroute_store_outages_total";
+/// Counter: entries read through from the shared store on a local miss.
+pub const STORE_READ_THROUGH_TOTAL: &str = "tokenroute_store_read_through_total";
+/// Counter: changes made by other instances applied to this instance's table.
+pub const STORE_CHANGES_APPLIED_TOTAL: &str = "tokenroute_store_changes_applied_total";
+/// Counter: entries written back to the shared store after an outage.
+pub const STORE_WRITTEN_BACK_TOTAL: &str = "tokenroute_store_written_back_total";
+/// Counter: refreshes left to another instance holding the lease.
+pub const STORE_LEASES_LOST_TOTAL: &str = "tokenroute_store_leases_lost_total";
+/// Gauge: entries changed during an outage, waiting to be written back.
+pub const STORE_PENDING_WRITE_BACK: &str = "tokenroute_store_pending_write_back";
 /// Counter: routing decisions, by `reason` (`token`, `key`, `cookie`, `policy`, `owner_down`).
 pub const ROUTE_DECISIONS_TOTAL: &str = "tokenroute_route_decisions_total";
 /// Counter: node refreshes, by `trigger` and `result` (`ok`, `failed`).

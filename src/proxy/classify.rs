@@ -25,6 +25,8 @@ pub(super) struct Classified {
     pub key: Option<(Fingerprint, CredentialKind)>,
     /// Every credential looked up, with what the table knew of it.
     pub carried: Vec<Carried>,
+    /// With a shared store only: credentials the local table did not know, to read through from Redis.
+    pub misses: Vec<Fingerprint>,
 }
 
 /// One credential a request carries, as looked up.
@@ -43,6 +45,7 @@ impl Classified {
             route: route::decide(&[], healthy),
             key: None,
             carried: Vec::new(),
+            misses: Vec::new(),
         }
     }
 }
@@ -92,6 +95,7 @@ impl Proxy {
         let mut key = None;
         let mut hits = Vec::with_capacity(credentials.candidates.len());
         let mut carried = Vec::with_capacity(credentials.candidates.len());
+        let mut misses = Vec::new();
         for c in &credentials.candidates {
             let wanted = if c.class == CandidateClass::SessionCookie {
                 routing.session_affinity
@@ -109,11 +113,11 @@ impl Proxy {
                     _ => None,
                 };
             }
-            let entry = self
-                .shared
-                .table
-                .lookup(fp, now)
-                .filter(|e| c.class.accepts(e.kind()));
+            let found = self.shared.table.lookup(fp, now);
+            if found.is_none() && self.shared.redis.is_some() {
+                misses.push(fp);
+            }
+            let entry = found.filter(|e| c.class.accepts(e.kind()));
             carried.push(Carried {
                 class: c.class,
                 known: entry.map(|e| (e.kind(), e.owners())),
@@ -140,6 +144,7 @@ impl Proxy {
             route,
             key,
             carried,
+            misses,
         }
     }
 

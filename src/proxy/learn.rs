@@ -100,13 +100,12 @@ impl Proxy {
                 routing.token_aware
             };
             if wanted {
-                table.learn(
-                    self.fingerprint(value.expose()),
-                    *kind,
-                    node.id,
-                    rules.ttl(*kind),
-                    now,
-                );
+                let fp = self.fingerprint(value.expose());
+                table.learn(fp, *kind, node.id, rules.ttl(*kind), now);
+                if let Some(redis) = &self.shared.redis {
+                    // Learned before relayed, for every instance: in Redis before a byte goes out.
+                    redis.learn(fp, *kind, node.id, rules.ttl(*kind), now).await;
+                }
             }
         }
         if let Some(event) = &learned.key_event {
@@ -123,11 +122,15 @@ impl Proxy {
                     .map_or(CredentialKind::ConsumerKey, |e| e.kind());
                 table.forget(fp);
                 table.learn(fp, kind, node.id, rules.ttl(kind), now);
+                if let Some(redis) = &self.shared.redis {
+                    redis.reset(fp, kind, node.id, rules.ttl(kind), now).await;
+                }
             }
             tracing::debug!(node = %node.spec.name, event = what, "consumer key event");
             self.shared
                 .refreshes
-                .fan_out(&generation.pool, &config.refresh, fp, node.id);
+                .fan_out(&generation.pool, &config.refresh, fp, what, node.id)
+                .await;
         }
         Ok(Response::from_parts(head, body))
     }

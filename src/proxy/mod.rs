@@ -40,7 +40,9 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::affinity::{self, snapshot, unix_now, AffinityError, FingerprintKey, Table};
+use crate::affinity::{
+    self, snapshot, unix_now, AffinityError, FingerprintKey, RedisStore, StoreError, Table,
+};
 use crate::config::Config;
 use crate::metrics::{Metrics, RouteReason};
 use crate::refresh::Refreshes;
@@ -72,6 +74,9 @@ struct Shared {
     current: ArcSwap<Generation>,
     /// Learned credentials. Sharded locks, held only inside a synchronous call: per-request path.
     table: Table,
+    /// `store = "redis"`: the table shared with other instances, this one's `table` being its local cache.
+    /// Awaited on the response path (learn) and on a local miss (read-through); `None`: memory store.
+    redis: Option<RedisStore>,
     /// Keys the fingerprints; fixed for the life of the table (persisted beside the snapshot).
     key: FingerprintKey,
     /// Every refresh trigger, with single flight per node; touched only when a refresh is needed.
@@ -96,20 +101,46 @@ impl Proxy {
         cancel: CancellationToken,
     ) -> Result<Proxy, AffinityError> {
         let pool = Arc::new(Pool::new(&config.upstream, config.health.as_ref()));
-        let max_entries = config.affinity.max_entries.get();
-        let (table, key) = match &config.affinity.snapshot_path {
+        let affinity = &config.affinity;
+        let max_entries = affinity.max_entries.get();
+        let key = match (&affinity.fingerprint_key_file, &affinity.snapshot_path) {
+            (Some(file), _) => FingerprintKey::load_or_create(file)?,
+            (None, Some(path)) => snapshot::load_key(path)?,
+            (None, None) => FingerprintKey::generate(),
+        };
+        let table = match &affinity.snapshot_path {
             Some(path) => {
-                let (names, fsync) = (generation::node_names(&pool), config.affinity.journal_fsync);
-                let (table, key, report) =
-                    affinity::open_persistent(path, max_entries, &names, fsync, unix_now())?;
+                let names = generation::node_names(&pool);
+                let (table, report) = affinity::open_persistent_with_key(
+                    path,
+                    &key,
+                    max_entries,
+                    &names,
+                    affinity.journal_fsync,
+                    unix_now(),
+                )?;
                 tracing::info!(path = %path.display(), ?report, "learned table restored");
-                (table, key)
+                table
             }
-            None => (Table::new(max_entries), FingerprintKey::generate()),
+            None => Table::new(max_entries),
+        };
+        let redis = match &affinity.redis {
+            Some(settings) => {
+                let nodes = generation::node_names(&pool)
+                    .into_iter()
+                    .map(|(id, name)| (name, id))
+                    .collect();
+                let store =
+                    RedisStore::new(settings.clone(), table.clone(), key.check_value(), nodes)
+                        .map_err(AffinityError::Store)?;
+                Some(store)
+            }
+            None => None,
         };
         let metrics = Arc::new(Metrics::new());
         let refreshes = Refreshes::new(
             table.clone(),
+            redis.clone(),
             metrics.clone(),
             tasks.clone(),
             cancel.clone(),
@@ -122,6 +153,7 @@ impl Proxy {
             shared: Arc::new(Shared {
                 current: ArcSwap::new(generation.clone()),
                 table,
+                redis,
                 key,
                 refreshes,
                 metrics,
@@ -142,6 +174,25 @@ impl Proxy {
     /// The learned table.
     pub fn table(&self) -> &Table {
         &self.shared.table
+    }
+
+    /// The shared store, with `store = "redis"`.
+    pub fn redis(&self) -> Option<&RedisStore> {
+        self.shared.redis.as_ref()
+    }
+
+    /// Joins the shared store (with `store = "redis"`) and starts its supervisor on `tasks`. Refused when the
+    /// instances already sharing it use another fingerprint key or other node ids; Redis being unreachable is
+    /// not an error (the instance starts on its own table and joins when Redis answers).
+    pub async fn start_store(
+        &self,
+        tasks: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Result<(), StoreError> {
+        match &self.shared.redis {
+            Some(store) => store.start(tasks, cancel).await,
+            None => Ok(()),
+        }
     }
 
     /// The fingerprint of a credential value under this proxy's key.
@@ -308,11 +359,18 @@ impl Proxy {
         }
         // A request can be replayed only if its whole body is in hand.
         let replayable = buffered.clone().or_else(|| empty_body.then(Bytes::new));
-        let classified = if routing.token_aware || routing.session_affinity {
+        let mut classified = if routing.token_aware || routing.session_affinity {
             self.classify(generation, &parts, buffered.as_deref())
         } else {
             classify::Classified::by_policy(generation.pool.healthy())
         };
+        if let Some(redis) = &self.shared.redis {
+            // A credential this instance does not know may have been learned by another one an instant ago:
+            // one round trip reads it through, then the request is classified again.
+            if redis.read_through(&classified.misses, unix_now()).await > 0 {
+                classified = self.classify(generation, &parts, buffered.as_deref());
+            }
+        }
         let route = classified.route;
         self.shared.metrics.observe_route(route.reason);
         notes.route = Some(route.reason);

@@ -1,29 +1,49 @@
 //! Fan-out: a consumer key (or client id) was registered or approved on one node; refresh every other healthy
 //! node at once, each with retries and backoff, all under one deadline. A node whose refresh succeeds becomes
 //! an owner of the key.
+//!
+//! With a shared store, one key event triggers one login per other node cluster-wide: before the response that
+//! revealed the event is relayed, this instance takes a lease per (key, event, node) in Redis and marks each
+//! node it won as being refreshed, so no other instance refreshes it meanwhile; nodes whose lease another
+//! instance holds are left to it, and their new owners arrive as published changes.
 
 use super::{RefreshSettings, Refreshes};
 use crate::affinity::{Fingerprint, NodeId};
 use crate::upstream::Pool;
 
 impl Refreshes {
-    /// Starts the fan-out for `key`, issued on `issuer`, in the background.
-    pub fn fan_out(
+    /// Claims the fan-out for `key` (event `event`: "registered" or "approved"), issued on `issuer`, and
+    /// starts it in the background. Returns once the claims are recorded.
+    pub async fn fan_out(
         &self,
         pool: &Pool,
         settings: &RefreshSettings,
         key: Fingerprint,
+        event: &str,
         issuer: NodeId,
     ) {
         if !settings.enabled() {
             return;
         }
-        let targets: Vec<_> = pool
+        let mut targets: Vec<_> = pool
             .healthy()
             .without(issuer)
             .iter()
             .filter_map(|id| pool.node(id).cloned())
             .collect();
+        if let Some(redis) = self.redis() {
+            let ttl = settings.fanout_deadline;
+            let claims = futures_util::future::join_all(targets.iter().map(|node| async move {
+                let won = redis.lease(key, event, node.id, ttl).await;
+                if won {
+                    redis.refreshing(node.id, ttl, true).await;
+                }
+                won
+            }))
+            .await;
+            let mut claims = claims.into_iter();
+            targets.retain(|_| claims.next().unwrap_or(true));
+        }
         let this = self.clone();
         let settings = settings.clone();
         self.spawn(async move {
@@ -35,7 +55,7 @@ impl Refreshes {
                     let mut backoff = settings.backoff;
                     for attempt in 0..=settings.retries {
                         if this.fan_out_attempt(&node, &settings).await {
-                            this.own(key, node.id);
+                            this.own(key, node.id).await;
                             tracing::debug!(node = %node.spec.name, "fan-out refresh done");
                             return;
                         }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{RefreshSettings, Refresher};
-use crate::affinity::{Fingerprint, NodeId, NodeSet, Table};
+use crate::affinity::{Fingerprint, NodeId, NodeSet, RedisStore, Table};
 use crate::metrics::{Metrics, RefreshTrigger};
 use crate::oauth::CredentialKind;
 use crate::upstream::{Node, Pool};
@@ -37,6 +37,8 @@ struct Shared {
     refresher: Arc<Refresher>,
     /// Learns the new owners of keys after a successful refresh.
     table: Table,
+    /// `store = "redis"`: where new owners are also recorded, and the cluster-wide refresh leases are taken.
+    redis: Option<RedisStore>,
     /// `tokenroute_refreshes_total{trigger,result}`.
     metrics: Arc<Metrics>,
     /// Where background refreshes run, and what stops them.
@@ -51,6 +53,7 @@ impl Refreshes {
     /// Refreshes that update `table`, count in `metrics`, and run in the background on `tasks` until `cancel`.
     pub fn new(
         table: Table,
+        redis: Option<RedisStore>,
         metrics: Arc<Metrics>,
         tasks: TaskTracker,
         cancel: CancellationToken,
@@ -59,6 +62,7 @@ impl Refreshes {
             shared: Arc::new(Shared {
                 refresher: Arc::new(Refresher::new(tasks.clone())),
                 table,
+                redis,
                 metrics,
                 tasks,
                 cancel,
@@ -75,10 +79,11 @@ impl Refreshes {
     ) -> bool {
         let ok = self.refresh(node, settings, trigger).await;
         if ok {
-            let keys = self.shared.table.add_owner_to_kinds(
-                node.id,
-                &[CredentialKind::ConsumerKey, CredentialKind::ClientId],
-            );
+            let kinds = [CredentialKind::ConsumerKey, CredentialKind::ClientId];
+            let keys = self.shared.table.add_owner_to_kinds(node.id, &kinds);
+            if let Some(redis) = &self.shared.redis {
+                redis.add_owner_to_kinds(node.id, &kinds).await;
+            }
             // One per node per key event: debug (failures are warnings; the counters have the rest).
             tracing::debug!(node = %node.spec.name, trigger = trigger.as_str(), keys, "node refreshed");
         }
@@ -95,13 +100,14 @@ impl Refreshes {
     ) -> bool {
         let ok = self.refresh(node, settings, RefreshTrigger::Route).await;
         if ok {
-            self.shared.table.add_owner(key, node.id);
+            self.own(key, node.id).await;
         }
         ok
     }
 
     /// The `pin+refresh` strategy: refresh `missing` nodes in the background, skipping nodes already being
-    /// refreshed or whose last refresh failed within the backoff.
+    /// refreshed (by this instance, or with a shared store by any instance) or whose last refresh failed within
+    /// the backoff.
     pub fn refresh_in_background(&self, pool: &Pool, settings: &RefreshSettings, missing: NodeSet) {
         let refresher = &self.shared.refresher;
         for id in missing.iter() {
@@ -114,6 +120,15 @@ impl Refreshes {
             let this = self.clone();
             let settings = settings.clone();
             self.spawn(async move {
+                if let Some(redis) = &this.shared.redis {
+                    // Another instance's fan-out (or background refresh) of this node is under way.
+                    if !redis
+                        .refreshing(node.id, settings.fanout_deadline, false)
+                        .await
+                    {
+                        return;
+                    }
+                }
                 this.refresh_and_own(&node, &settings, RefreshTrigger::Route)
                     .await;
             });
@@ -134,7 +149,7 @@ impl Refreshes {
                 .refresh_and_own(&stale, &settings, RefreshTrigger::StaleAnswer)
                 .await
             {
-                this.shared.table.add_owner(key, stale.id);
+                this.own(key, stale.id).await;
             }
         });
     }
@@ -198,9 +213,17 @@ impl Refreshes {
         });
     }
 
-    /// Marks `node` an owner of `key` (a fan-out refresh succeeded).
-    pub(super) fn own(&self, key: Fingerprint, node: NodeId) {
+    /// Marks `node` an owner of `key` (a refresh succeeded), in the shared store too.
+    pub(super) async fn own(&self, key: Fingerprint, node: NodeId) {
         self.shared.table.add_owner(key, node);
+        if let Some(redis) = &self.shared.redis {
+            redis.add_owner(key, node).await;
+        }
+    }
+
+    /// The shared store, if any.
+    pub(super) fn redis(&self) -> Option<&RedisStore> {
+        self.shared.redis.as_ref()
     }
 
     /// Counts and runs one refresh attempt of a fan-out.

@@ -65,6 +65,7 @@ fn realistic_exposition() -> String {
             expiries: 25,
         },
         table_by_kind: CredentialKind::ALL.map(|k| (k, k.index() + 1)),
+        store: None,
     };
     metrics.render(&view)
 }

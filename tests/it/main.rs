@@ -31,6 +31,8 @@ mod packaging;
 mod proxy_core;
 mod proxy_protocol;
 #[cfg(feature = "sim")]
+mod redis_shared;
+#[cfg(feature = "sim")]
 mod refresh_repair;
 mod reload;
 #[cfg(feature = "sim")]

@@ -105,6 +105,9 @@ impl Proxy {
         let settings = &generation.config.refresh;
         if let Some(fp) = stale_key {
             self.shared.table.remove_owner(fp, refusal.node.id);
+            if let Some(redis) = &self.shared.redis {
+                redis.remove_owner(fp, refusal.node.id).await;
+            }
             self.shared
                 .refreshes
                 .after_stale_answer(refusal.node.clone(), settings.clone(), fp);
@@ -150,10 +153,11 @@ impl Proxy {
             let status = last.response.status();
             if let (Some((fp, kind)), true) = (learn, status.is_success()) {
                 // The node accepted a request carrying the key or client id: it holds it.
-                let ttl = generation.config.routing.rules.ttl(kind);
-                self.shared
-                    .table
-                    .learn(fp, kind, target.id, ttl, unix_now());
+                let (ttl, now) = (generation.config.routing.rules.ttl(kind), unix_now());
+                self.shared.table.learn(fp, kind, target.id, ttl, now);
+                if let Some(redis) = &self.shared.redis {
+                    redis.learn(fp, kind, target.id, ttl, now).await;
+                }
             }
             tracing::debug!(node = %last.node.spec.name, %status, "replay answered without a stale refusal");
             self.shared.metrics.observe_replay(ReplayOutcome::Repaired);

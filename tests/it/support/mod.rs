@@ -1,8 +1,12 @@
 //! Test builders: origin servers, a proxy on 127.0.0.1:0, raw and hyper clients, throwaway certificates.
 
 #[cfg(feature = "sim")]
+pub mod alternate;
+#[cfg(feature = "sim")]
 pub mod flow;
 pub mod process;
+#[cfg(feature = "sim")]
+pub mod redis;
 
 pub use process::spawn_binary;
 pub mod recording;
