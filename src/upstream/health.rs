@@ -12,6 +12,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::client;
 use super::HealthSettings;
 use super::{Node, Pool};
 
@@ -107,7 +108,7 @@ pub(crate) async fn probe(node: &Node, settings: &HealthSettings) -> bool {
         let status = response.status();
         // Drain the body so the connection goes back to the pool.
         let _ = response.into_body().collect().await;
-        Ok::<_, hyper_util::client::legacy::Error>(status)
+        Ok::<_, client::ClientError>(status)
     })
     .await;
     matches!(result, Ok(Ok(status)) if status == settings.expect_status)

@@ -19,6 +19,7 @@ use http::Uri;
 use crate::affinity::{NodeId, NodeSet, MAX_NODES};
 
 use balance::Balancer;
+pub use client::ClientError;
 use client::{ClientSettings, NodeClient};
 use health::{ConsecutiveCounter, Transition};
 pub use settings::{HealthSettings, NodeSpec, PoolSettings};
@@ -30,7 +31,7 @@ pub struct Node {
     pub id: NodeId,
     /// Its configuration.
     pub spec: NodeSpec,
-    /// Pooled keep-alive client for this node only.
+    /// This node's HTTP/1.1 client and its pool of idle connections.
     pub client: NodeClient,
     /// Requests sent and not yet finished (least-requests input); relaxed atomics.
     inflight: AtomicUsize,
@@ -141,6 +142,8 @@ impl Pool {
                 _ => {
                     healthy = healthy.with(id);
                     let client = client::build(&ClientSettings {
+                        scheme: spec.scheme.clone(),
+                        authority: spec.authority.clone(),
                         tls: upstream.tls.clone(),
                         sni: spec.sni.clone(),
                         connect_timeout: upstream.connect_timeout,
