@@ -224,14 +224,17 @@ pub(super) fn set_forwarding(
         };
         set(headers, &X_FORWARDED_FOR, &chain);
         if !headers.contains_key(&X_FORWARDED_PROTO) {
-            set(headers, &X_FORWARDED_PROTO, scheme);
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
         }
         if !headers.contains_key(&X_FORWARDED_HOST) {
             headers.insert(X_FORWARDED_HOST.clone(), host.clone());
         }
     } else {
-        set(headers, &X_FORWARDED_FOR, &peer);
-        set(headers, &X_FORWARDED_PROTO, scheme);
+        // The peer's text becomes the value without a second copy; the scheme is static.
+        if let Ok(v) = HeaderValue::try_from(peer) {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
     if settings.forwarded {

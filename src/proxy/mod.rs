@@ -271,7 +271,13 @@ impl Proxy {
         if route.reason == RouteReason::OwnerDown {
             tracing::debug!(owners = ?route.owners, "every owner of the credential is down; using a healthy node");
         }
-        let allowed = self.apply_key_strategy(generation, &route).await;
+        // The rare stages (a consumer-key strategy, a repair) are boxed where taken: inline, their states would
+        // make every request's future larger, and hyper moves that future around per request (issue 12).
+        let allowed = if route.credential.is_some() {
+            Box::pin(self.apply_key_strategy(generation, &route)).await
+        } else {
+            route.allowed
+        };
 
         let started = tokio::time::Instant::now();
         // Requests routed by a credential do not take a turn of the balancing policy.
@@ -283,10 +289,14 @@ impl Proxy {
         self.shared
             .metrics
             .observe_upstream_latency(answer.node.id, started.elapsed());
+        // Only a 401 or 403 can be a stale-credential answer (`repair` hands anything else back untouched).
+        let may_be_stale = matches!(
+            answer.response.status(),
+            http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN
+        );
         let answer = match (&replayable, config.repair.enabled) {
-            (Some(replay), true) => {
-                self.repair(generation, &parts, &classified, replay, answer)
-                    .await?
+            (Some(replay), true) if may_be_stale => {
+                Box::pin(self.repair(generation, &parts, &classified, replay, answer)).await?
             }
             _ => answer,
         };
