@@ -117,7 +117,8 @@ if [ "$BUILD" = 1 ]; then
     log "cargo build --release (tokenroute, bench_origin)"
     cargo build --release --quiet --bin tokenroute --example bench_origin
 fi
-TOKENROUTE="$ROOT/target/release/tokenroute"
+# TOKENROUTE_BIN: another tokenroute binary to measure (e.g. a build of an older commit, for a before/after).
+TOKENROUTE="${TOKENROUTE_BIN:-$ROOT/target/release/tokenroute}"
 ORIGIN="$ROOT/target/release/examples/bench_origin"
 [ -x "$TOKENROUTE" ] && [ -x "$ORIGIN" ] || die "binaries missing in target/release (run without --no-build)"
 
