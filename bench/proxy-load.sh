@@ -35,7 +35,12 @@
 #   --cases LIST      comma-separated subset of the cases above (default: all)
 #   --no-install      do not run apt-get; fail if a tool is missing
 #   --no-build        use the binaries already in target/release
+#   --body-bytes N    size of the origins' plain answer (default 13; issue 12 also asks for 16384)
 #   --out DIR         results directory (default bench-results)
+#
+# After the table it prints issue 12's load targets, each with its ratio and PASS/MISS (CPU per request
+# <= 0.9x HAProxy's, req/s >= 1.1x, p99 <= HAProxy's, token-aware <= 1.05x the CPU of plain forwarding of the
+# same OAuth requests). The table targets (lookup time, bytes per entry) are criterion's and table_memory's.
 #
 # Every process started here is stopped by PID on exit (trap), everything binds 127.0.0.1 on free ports,
 # and each load run is bounded by --duration (plus a wrk timeout). A full run takes about 2 minutes once the
@@ -52,6 +57,7 @@ CASES="direct,haproxy,haproxy-hdr,nginx,tokenroute,tokenroute-hdr,tokenroute-awa
 INSTALL=1
 BUILD=1
 OUT=bench-results
+BODY_BYTES=13
 
 usage() {
     sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
@@ -68,6 +74,7 @@ while [ $# -gt 0 ]; do
         --no-install) INSTALL=0; shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT="$2"; shift 2 ;;
+        --body-bytes) BODY_BYTES="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown option: $1" >&2; usage 2 ;;
     esac
@@ -110,7 +117,8 @@ if [ "$BUILD" = 1 ]; then
     log "cargo build --release (tokenroute, bench_origin)"
     cargo build --release --quiet --bin tokenroute --example bench_origin
 fi
-TOKENROUTE="$ROOT/target/release/tokenroute"
+# TOKENROUTE_BIN: another tokenroute binary to measure (e.g. a build of an older commit, for a before/after).
+TOKENROUTE="${TOKENROUTE_BIN:-$ROOT/target/release/tokenroute}"
 ORIGIN="$ROOT/target/release/examples/bench_origin"
 [ -x "$TOKENROUTE" ] && [ -x "$ORIGIN" ] || die "binaries missing in target/release (run without --no-build)"
 
@@ -174,7 +182,7 @@ core0_ticks() {
 log "starting $ORIGINS origins on core 1"
 ORIGIN_PORTS=()
 for i in $(seq 1 "$ORIGINS"); do
-    taskset -c 1 "$ORIGIN" serve "origin$i" >"$WORK/origin$i.port" 2>"$WORK/origin$i.err" &
+    taskset -c 1 "$ORIGIN" serve "origin$i" "$BODY_BYTES" >"$WORK/origin$i.port" 2>"$WORK/origin$i.err" &
     PIDS+=($!)
     deadline=$((SECONDS + 10))
     until [ -s "$WORK/origin$i.port" ]; do
@@ -363,8 +371,8 @@ fi
 mkdir -p "$OUT"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 NOTES_JSON=$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}" | python3 -c 'import json,sys; print(json.dumps([l for l in sys.stdin.read().splitlines() if l]))')
-META=$(printf '{"stamp":"%s","connections":%s,"duration_s":%s,"origins":%s,"commit":"%s","cores":%s,"pinning":"proxy on core 0 (taskset -c 0); wrk and origins on core 1 (taskset -c 1)","notes":%s}' \
-    "$STAMP" "$CONNECTIONS" "$DURATION" "$ORIGINS" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$NOTES_JSON")
+META=$(printf '{"stamp":"%s","body_bytes":%s,"connections":%s,"duration_s":%s,"origins":%s,"commit":"%s","cores":%s,"pinning":"proxy on core 0 (taskset -c 0); wrk and origins on core 1 (taskset -c 1)","notes":%s}' \
+    "$STAMP" "$BODY_BYTES" "$CONNECTIONS" "$DURATION" "$ORIGINS" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$NOTES_JSON")
 python3 - "$RESULTS" "$OUT/proxy-load-$STAMP" "$META" <<'PY'
 import json, sys
 
@@ -433,8 +441,28 @@ cpu_cmp("tokenroute-aware", "tokenroute-hdr", "token-aware vs plain, same OAuth 
 cpu_cmp("tokenroute-aware", "tokenroute", "token-aware (OAuth requests) vs plain (bare requests)")
 cpu_cmp("tokenroute-hdr", "tokenroute", "plain with OAuth header vs plain bare (header bytes alone)")
 
+# Issue 12's load targets: (label, case, key, baseline case, bound, lower_is_better).
+targets = [
+    ("CPU per request <= 0.9x HAProxy's", "tokenroute", "cpu_us_per_req", "haproxy", 0.9, True),
+    ("requests/s >= 1.1x HAProxy's", "tokenroute", "rps", "haproxy", 1.1, False),
+    ("p99 <= HAProxy's", "tokenroute", "p99_ms", "haproxy", 1.0, True),
+    ("token-aware CPU per request <= 1.05x plain, same OAuth requests", "tokenroute-aware", "cpu_us_per_req",
+     "tokenroute-hdr", 1.05, True),
+]
+extra.append("")
+extra.append(f"targets (issue 12; {meta['connections']} connections, {meta.get('body_bytes', 13)}-byte answers):")
+for label, case, key, base_case, bound, lower in targets:
+    a, b = by.get(case, {}).get(key), by.get(base_case, {}).get(key)
+    if not a or not b:
+        extra.append(f"  {label}: not measured")
+        continue
+    r = a / b
+    ok = r <= bound if lower else r >= bound
+    extra.append(f"  {label}: {r:.2f}x  {'PASS' if ok else 'MISS'}")
+
 text = "\n".join(
-    [f"proxy load bench {meta['stamp']} (commit {meta['commit']}, {meta['cores']} cores): "
+    [f"proxy load bench {meta['stamp']} (commit {meta['commit']}, {meta['cores']} cores, load average "
+     f"{open('/proc/loadavg').read().split()[0]} at the end): "
      f"wrk -t1 -c{meta['connections']} -d{meta['duration_s']}s keep-alive HTTP/1.1, {meta['origins']} origins",
      f"pinning: {meta['pinning']}",
      "ratios (/HA) are to HAProxy in this run; CPU is utime+stime of the proxy process per completed request",

@@ -1,13 +1,18 @@
 //! A fast origin for `bench/proxy-load.sh`, and the client that warms a proxy's learned table through it.
 //!
-//! `bench_origin serve NAME` binds `127.0.0.1:0`, prints the port on stdout, and answers every request on one
-//! thread with a fixed 13-byte body and `X-Served-By: NAME`, except `POST .../oauth-request-token?n=K`,
+//! `bench_origin serve NAME [BODY_BYTES]` binds `127.0.0.1:0`, prints the port on stdout, and answers every
+//! request on one thread with a fixed 13-byte body (or BODY_BYTES of `x`) and `X-Served-By: NAME`, except `POST .../oauth-request-token?n=K`,
 //! which answers like a provider issuing a request token: the form body
 //! `oauth_token=bench-K&oauth_token_secret=..&oauth_callback_confirmed=true`. Deterministic tokens let the
 //! load script send requests whose `oauth_token` the proxy has learned, without reading any response.
 //!
 //! `bench_origin warm URL COUNT` sends `POST URL/cqweb/oauth-request-token?n=K` for K in 0..COUNT over
 //! keep-alive connections (8 at a time) and exits non-zero unless every answer was 200.
+//!
+//! `bench_origin load URL CONNECTIONS COUNT [oauth KNOWN TOTAL]` sends exactly COUNT keep-alive
+//! `GET URL/cqweb/oslc/resource` over CONNECTIONS connections (the same requests as the load script's, with its
+//! `Authorization: OAuth ..` header when `oauth` is given) and exits non-zero unless every answer was 200. A
+//! fixed amount of work, for instruction counts of the proxy under callgrind (`bench/README.md`).
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -37,21 +42,44 @@ fn main() -> ExitCode {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["serve", name] => runtime.block_on(serve(name.to_string())),
+        ["serve", name] => runtime.block_on(serve(name.to_string(), Bytes::from_static(BODY))),
+        ["serve", name, bytes] => match bytes.parse::<usize>() {
+            Ok(n) => runtime.block_on(serve(name.to_string(), Bytes::from(vec![b'x'; n]))),
+            Err(_) => usage(),
+        },
         ["warm", url, count] => match count.parse() {
             Ok(count) => runtime.block_on(warm(url.trim_end_matches('/').to_string(), count)),
             Err(_) => usage(),
         },
+        ["load", url, connections, count, rest @ ..] => {
+            let tokens = match rest {
+                [] => None,
+                ["oauth", known, total] => match (known.parse(), total.parse()) {
+                    (Ok(k), Ok(t)) if t > 0 => Some((k, t)),
+                    _ => return usage(),
+                },
+                _ => return usage(),
+            };
+            match (url.parse::<http::Uri>(), connections.parse(), count.parse()) {
+                (Ok(url), Ok(connections), Ok(count)) => {
+                    runtime.block_on(load(url, connections, count, tokens))
+                }
+                _ => usage(),
+            }
+        }
         _ => usage(),
     }
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: bench_origin serve NAME | bench_origin warm URL COUNT");
+    eprintln!(
+        "usage: bench_origin serve NAME [BODY_BYTES] | bench_origin warm URL COUNT | \
+         bench_origin load URL CONNECTIONS COUNT [oauth KNOWN TOTAL]"
+    );
     ExitCode::from(2)
 }
 
-async fn serve(name: String) -> ExitCode {
+async fn serve(name: String, plain: Bytes) -> ExitCode {
     let listener = match TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
         Err(e) => {
@@ -73,10 +101,12 @@ async fn serve(name: String) -> ExitCode {
         };
         let _ = stream.set_nodelay(true);
         let served_by = served_by.clone();
+        let plain = plain.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let served_by = served_by.clone();
-                async move { Ok::<_, Infallible>(answer(&req, served_by)) }
+                let plain = plain.clone();
+                async move { Ok::<_, Infallible>(answer(&req, served_by, plain)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -85,7 +115,7 @@ async fn serve(name: String) -> ExitCode {
     }
 }
 
-fn answer(req: &Request<Incoming>, served_by: HeaderValue) -> Response<Full<Bytes>> {
+fn answer(req: &Request<Incoming>, served_by: HeaderValue, plain: Bytes) -> Response<Full<Bytes>> {
     let issued = (req.method() == Method::POST
         && req.uri().path().ends_with("/oauth-request-token"))
     .then(|| req.uri().query())
@@ -98,7 +128,7 @@ fn answer(req: &Request<Incoming>, served_by: HeaderValue) -> Response<Full<Byte
             )),
             "application/x-www-form-urlencoded",
         ),
-        None => (Bytes::from_static(BODY), "text/plain"),
+        None => (plain, "text/plain"),
     };
     let mut resp = Response::new(Full::new(body));
     let headers = resp.headers_mut();
@@ -147,6 +177,97 @@ async fn warm(base: String, count: usize) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!("bench_origin warm: {ok} of {count} requests answered 200");
+        ExitCode::FAILURE
+    }
+}
+
+/// The load script's `Authorization` header for request `i` (tokens `bench-0` .. `bench-(total-1)`).
+fn oauth_header(i: usize) -> String {
+    format!(
+        "OAuth realm=\"cqweb\", oauth_consumer_key=\"3f6c1e0a9b7d4e2f8a1c5b9d0e7f{:04x}\", oauth_token=\"bench-{i}\", \
+         oauth_signature_method=\"HMAC-SHA1\", oauth_timestamp=\"{}\", oauth_nonce=\"{:08x}{:08x}\", \
+         oauth_version=\"1.0\", oauth_signature=\"tR3%2BTy81lMeYAr%2FFid0kMTYa%2FWM%3D\"",
+        i % 16,
+        1717171717 + i,
+        (i as u64 * 2654435761) % 4294967296,
+        i
+    )
+}
+
+async fn load(
+    url: http::Uri,
+    connections: usize,
+    count: usize,
+    tokens: Option<(usize, usize)>,
+) -> ExitCode {
+    let Some(authority) = url.authority().cloned() else {
+        return usage();
+    };
+    // The load script's mix: request i carries token i mod total; KNOWN of every TOTAL are learned ones.
+    let headers: Vec<HeaderValue> = match tokens {
+        Some((_known, total)) => (0..total)
+            .filter_map(|i| HeaderValue::from_str(&oauth_header(i)).ok())
+            .collect(),
+        None => Vec::new(),
+    };
+    let headers = Arc::new(headers);
+    let next = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..connections.max(1) {
+        let (next, ok, headers, authority) =
+            (next.clone(), ok.clone(), headers.clone(), authority.clone());
+        workers.spawn(async move {
+            let Ok(stream) = tokio::net::TcpStream::connect(authority.as_str()).await else {
+                eprintln!("bench_origin load: cannot connect to {authority}");
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok((mut sender, connection)) =
+                hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+                    .await
+            else {
+                return;
+            };
+            tokio::spawn(connection);
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    break;
+                }
+                let mut req = Request::get("/cqweb/oslc/resource")
+                    .header(http::header::HOST, authority.as_str());
+                if !headers.is_empty() {
+                    req = req.header(
+                        http::header::AUTHORIZATION,
+                        headers[n % headers.len()].clone(),
+                    );
+                }
+                let Ok(req) = req.body(Empty::new()) else {
+                    break;
+                };
+                match sender.send_request(req).await {
+                    Ok(resp) => {
+                        let good = resp.status() == StatusCode::OK;
+                        if resp.into_body().collect().await.is_ok() && good {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("bench_origin load: {e}");
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    let ok = ok.load(Ordering::Relaxed);
+    println!("{ok}");
+    if ok == count {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("bench_origin load: {ok} of {count} requests answered 200");
         ExitCode::FAILURE
     }
 }

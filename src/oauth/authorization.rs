@@ -7,6 +7,8 @@
 //! once (RFC 5849 §3.6, `+` stays `+`). `realm` is ignored. A parameter given twice is [`OAuthError::Ambiguous`]:
 //! the proxy must not guess which one the backend will use.
 
+use std::borrow::Cow;
+
 use crate::oauth::{percent, CredentialValue, OAuthError};
 
 /// The most parameters an `OAuth` header may carry. A real one has about eight; the cap bounds the
@@ -57,6 +59,46 @@ impl OAuthParams {
 /// An unknown scheme is `Ok(Authorization::Other)`, not an error: only `OAuth` and `Bearer` headers that break
 /// their own grammar are errors.
 pub fn parse(value: &[u8]) -> Result<Authorization, OAuthError> {
+    Ok(match parse_borrowed(value)? {
+        AuthorizationRef::OAuth(params) => Authorization::OAuth(OAuthParams {
+            params: params
+                .into_iter()
+                .map(|(n, v)| (n.into_owned(), CredentialValue::new(v.into_owned())))
+                .collect(),
+        }),
+        AuthorizationRef::Bearer(token) => Authorization::Bearer(CredentialValue::new(token)),
+        AuthorizationRef::Other => Authorization::Other,
+    })
+}
+
+/// A parsed `Authorization` header borrowing from its bytes: what [`parse`] returns, before any value is
+/// copied. Names and values are decoded, and allocated only when they held a percent-escape; the request
+/// path reads it and copies only the values it looks up (issue 12). Values are secrets: never log them.
+pub(crate) enum AuthorizationRef<'a> {
+    /// `OAuth ...`: decoded names and values in header order, each name once, without `realm`.
+    OAuth(Vec<(Cow<'a, str>, Cow<'a, str>)>),
+    /// `Bearer <b64token>`.
+    Bearer(&'a str),
+    /// Any other scheme.
+    Other,
+}
+
+impl std::fmt::Debug for AuthorizationRef<'_> {
+    /// Names only: values are secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthorizationRef::OAuth(params) => f
+                .debug_list()
+                .entries(params.iter().map(|(name, _)| name))
+                .finish(),
+            AuthorizationRef::Bearer(_) => f.write_str("Bearer(..)"),
+            AuthorizationRef::Other => f.write_str("Other"),
+        }
+    }
+}
+
+/// [`parse`] without copying: the same grammar, the same errors.
+pub(crate) fn parse_borrowed(value: &[u8]) -> Result<AuthorizationRef<'_>, OAuthError> {
     let mut cur = Cursor { s: value, i: 0 };
     cur.skip_ws();
     let scheme = cur.take_while(is_tchar);
@@ -68,11 +110,11 @@ pub fn parse(value: &[u8]) -> Result<Authorization, OAuthError> {
         return Err(OAuthError::Malformed("invalid character in scheme"));
     }
     if scheme.eq_ignore_ascii_case(b"OAuth") {
-        parse_oauth_params(&mut cur).map(Authorization::OAuth)
+        parse_oauth_params(&mut cur).map(AuthorizationRef::OAuth)
     } else if scheme.eq_ignore_ascii_case(b"Bearer") {
         parse_bearer(&mut cur)
     } else {
-        Ok(Authorization::Other)
+        Ok(AuthorizationRef::Other)
     }
 }
 
@@ -129,8 +171,10 @@ pub fn basic_client_id(value: &[u8]) -> Result<Option<CredentialValue>, OAuthErr
     Ok(Some(CredentialValue::new(id)))
 }
 
-fn parse_oauth_params(cur: &mut Cursor<'_>) -> Result<OAuthParams, OAuthError> {
-    let mut params: Vec<(String, CredentialValue)> = Vec::new();
+type BorrowedParams<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+fn parse_oauth_params<'a>(cur: &mut Cursor<'a>) -> Result<BorrowedParams<'a>, OAuthError> {
+    let mut params: BorrowedParams<'a> = Vec::new();
     loop {
         cur.skip_ws();
         if cur.at_end() {
@@ -149,7 +193,9 @@ fn parse_oauth_params(cur: &mut Cursor<'_>) -> Result<OAuthParams, OAuthError> {
         }
         cur.skip_ws();
         let raw_value = if cur.eat(b'"') {
-            let v = cur.take_while(|b| b != b'"');
+            let rest = &cur.s[cur.i..];
+            let v = &rest[..rest.iter().position(|&b| b == b'"').unwrap_or(rest.len())];
+            cur.i += v.len();
             if !cur.eat(b'"') {
                 return Err(OAuthError::Malformed("unterminated quoted value"));
             }
@@ -177,38 +223,70 @@ fn parse_oauth_params(cur: &mut Cursor<'_>) -> Result<OAuthParams, OAuthError> {
         if params.len() == MAX_PARAMS {
             return Err(OAuthError::TooManyParameters { max: MAX_PARAMS });
         }
-        params.push((name, CredentialValue::new(decode(raw_value)?)));
+        params.push((name, decode(raw_value)?));
     }
-    Ok(OAuthParams { params })
+    Ok(params)
 }
 
-fn parse_bearer(cur: &mut Cursor<'_>) -> Result<Authorization, OAuthError> {
+fn parse_bearer<'a>(cur: &mut Cursor<'a>) -> Result<AuthorizationRef<'a>, OAuthError> {
     // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let start = cur.i;
     let body = cur.take_while(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
     if body.is_empty() {
         return Err(OAuthError::Malformed("missing bearer token"));
     }
-    let padding = cur.take_while(|b| b == b'=');
+    cur.take_while(|b| b == b'=');
+    // The token and its padding, adjacent, only ASCII (checked by the predicates above).
+    let token = &cur.s[start..cur.i];
     cur.skip_ws();
     if !cur.at_end() {
         return Err(OAuthError::Malformed("invalid character in bearer token"));
     }
-    let mut token = String::with_capacity(body.len() + padding.len());
-    // Both slices hold only ASCII, checked above.
-    token.extend(body.iter().chain(padding).map(|&b| b as char));
-    Ok(Authorization::Bearer(CredentialValue::new(token)))
+    let token =
+        std::str::from_utf8(token).map_err(|_| OAuthError::Malformed("non-ASCII bearer token"))?;
+    Ok(AuthorizationRef::Bearer(token))
 }
 
-fn decode(raw: &[u8]) -> Result<String, OAuthError> {
+fn decode(raw: &[u8]) -> Result<Cow<'_, str>, OAuthError> {
     // `raw` holds only visible ASCII here (tchar or checked quoted content), so it is valid UTF-8.
     let s = std::str::from_utf8(raw).map_err(|_| OAuthError::Malformed("non-ASCII parameter"))?;
-    percent::decode(s).map_err(OAuthError::Encoding)
+    percent::decode_borrowed(s).map_err(OAuthError::Encoding)
 }
 
 /// RFC 7230 `tchar`.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+/// `tchar` as a table: one load per byte instead of a scan of the punctuation list (the header is read byte by
+/// byte on every token-aware request; issue 12).
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 struct Cursor<'a> {
     s: &'a [u8],

@@ -78,6 +78,15 @@ pub fn decode(input: &str) -> Result<String, PercentError> {
     decode_inner(input.as_bytes(), false)
 }
 
+/// Decodes like [`decode`], borrowing `input` when it holds no escape (most values: no allocation).
+pub fn decode_borrowed(input: &str) -> Result<std::borrow::Cow<'_, str>, PercentError> {
+    if input.as_bytes().contains(&b'%') {
+        decode(input).map(std::borrow::Cow::Owned)
+    } else {
+        Ok(std::borrow::Cow::Borrowed(input))
+    }
+}
+
 /// Decodes one `application/x-www-form-urlencoded` name or value (`+` is a space).
 pub fn decode_form_component(input: &[u8]) -> Result<String, PercentError> {
     decode_inner(input, true)

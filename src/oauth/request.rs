@@ -17,7 +17,7 @@
 use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE};
 use http::request::Parts;
 
-use crate::oauth::authorization::{self, Authorization};
+use crate::oauth::authorization::{self, AuthorizationRef};
 use crate::oauth::rules::is_form_content_type;
 use crate::oauth::{CredentialKind, CredentialValue, EndpointRole, OAuthError, Rules};
 
@@ -173,26 +173,23 @@ pub fn extract_request(parts: &Parts, body: Option<&[u8]>, rules: &Rules) -> Req
                 }
             }
         }
-        match authorization::parse(header.as_bytes()) {
-            Ok(Authorization::OAuth(params)) => {
-                for (name, value) in params.iter() {
+        // Borrowed: only the values offered below are copied, and only once (issue 12).
+        match authorization::parse_borrowed(header.as_bytes()) {
+            Ok(AuthorizationRef::OAuth(params)) => {
+                for (name, value) in &params {
                     if let Some(class) = oauth_param_class(name) {
-                        found.offer(
-                            Slot::Param(class),
-                            CandidateSource::Authorization,
-                            value.expose(),
-                        );
+                        found.offer(Slot::Param(class), CandidateSource::Authorization, value);
                     }
                 }
             }
-            Ok(Authorization::Bearer(token)) => {
+            Ok(AuthorizationRef::Bearer(token)) => {
                 found.offer(
                     Slot::Param(CandidateClass::Bearer),
                     CandidateSource::Authorization,
-                    token.expose(),
+                    token,
                 );
             }
-            Ok(Authorization::Other) => {}
+            Ok(AuthorizationRef::Other) => {}
             Err(OAuthError::Ambiguous) => found.ambiguous = true,
             Err(_) => found.malformed = true,
         }
@@ -208,7 +205,24 @@ pub fn extract_request(parts: &Parts, body: Option<&[u8]>, rules: &Rules) -> Req
         }
     }
 
-    if !rules.cookie_names().is_empty() {
+    found.offer_cookies(parts, rules);
+    found.finish()
+}
+
+/// Only the session cookies of a request ([`extract_request`]'s `Cookie` part): what session affinity reads
+/// when token-aware routing is off, without parsing the `Authorization` header, query or body.
+pub fn extract_session_cookies(parts: &Parts, rules: &Rules) -> RequestCredentials {
+    let mut found = Collector::default();
+    found.offer_cookies(parts, rules);
+    found.finish()
+}
+
+impl<'a> Collector<'a> {
+    /// Offers every configured session cookie of the request.
+    fn offer_cookies(&mut self, parts: &'a Parts, rules: &Rules) {
+        if rules.cookie_names().is_empty() {
+            return;
+        }
         for header in parts.headers.get_all(COOKIE) {
             for (name, value) in cookie_pairs(header.as_bytes()) {
                 // Configured names are ASCII tokens, so a non-UTF-8 name is simply not one of them.
@@ -219,14 +233,12 @@ pub fn extract_request(parts: &Parts, body: Option<&[u8]>, rules: &Rules) -> Req
                     continue;
                 };
                 match std::str::from_utf8(value) {
-                    Ok(value) => found.offer(Slot::Cookie(name), CandidateSource::Cookie, value),
-                    Err(_) => found.malformed = true,
+                    Ok(value) => self.offer(Slot::Cookie(name), CandidateSource::Cookie, value),
+                    Err(_) => self.malformed = true,
                 }
             }
         }
     }
-
-    found.finish()
 }
 
 /// The WebSphere clone id of a session cookie value (`0000<session>:<cloneid>`): the first of
@@ -448,6 +460,29 @@ mod tests {
             ]
         );
         assert!(!creds.ambiguous && !creds.malformed);
+    }
+
+    #[test]
+    fn session_cookies_alone_are_the_cookie_part_of_a_full_extraction() {
+        let request = parts(
+            "/cqweb/oauth-access-token?oauth_token=q",
+            &[
+                (
+                    "authorization",
+                    br#"OAuth oauth_consumer_key="ck", oauth_token="t""#,
+                ),
+                ("cookie", b"LtpaToken2=abc; other=x"),
+            ],
+        );
+        let cookies = extract_session_cookies(&request, &rules());
+        assert_eq!(found(&cookies), [(C::SessionCookie, S::Cookie, "abc")]);
+        let full = extract_request(&request, None, &rules());
+        assert!(full.candidates.len() > 1);
+        assert!(full
+            .candidates
+            .iter()
+            .filter(|c| c.class == C::SessionCookie)
+            .eq(cookies.candidates.iter()));
     }
 
     #[test]

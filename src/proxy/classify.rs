@@ -90,7 +90,13 @@ impl Proxy {
         body: Option<&[u8]>,
     ) -> Classified {
         let routing = &generation.config.routing;
-        let credentials = oauth::extract_request(parts, body, &routing.rules);
+        // Session affinity alone reads only cookies: the `Authorization` header and form parsing cost more
+        // than the rest of a plain forward (bench/README.md, issue 12).
+        let credentials = if routing.token_aware {
+            oauth::extract_request(parts, body, &routing.rules)
+        } else {
+            oauth::extract_session_cookies(parts, &routing.rules)
+        };
         let now = unix_now();
         let mut key = None;
         let mut hits = Vec::with_capacity(credentials.candidates.len());

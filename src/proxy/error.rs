@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::logging::error_chain;
 use crate::transport::body::{BodyError, ProxyBody};
+use crate::upstream::ClientError;
 
 /// Which side caused an error: decides log level and whether the node's health is blamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +72,7 @@ pub(super) enum ProxyError {
     /// The client's request body failed (stalled or broke) while it was being streamed to a node: the
     /// client's fault, never the node's. 408 when it stalled, 400 otherwise.
     #[error("the request body failed while it was being forwarded")]
-    ClientBodyInFlight(#[source] hyper_util::client::legacy::Error),
+    ClientBodyInFlight(#[source] ClientError),
     /// Every node that could serve the request is down.
     #[error("no healthy node")]
     NoHealthyNode,
@@ -82,7 +83,7 @@ pub(super) enum ProxyError {
         node: String,
         /// The client's error.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: ClientError,
     },
     /// The node accepted the request but sent no response head in time.
     #[error("node {node} sent no response within {timeout:?}")]
@@ -108,7 +109,7 @@ pub(super) enum ProxyError {
         node: String,
         /// The client's error.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: ClientError,
     },
 }
 

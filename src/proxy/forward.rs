@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
-use http::{Request, Response, Version};
+use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::Generation;
 use crate::affinity::NodeSet;
 use crate::transport::body::{self, Prefix, ProxyBody, Reclaimable, Sending, Watched};
 use crate::upstream::balance::Basis;
+use crate::upstream::client::NodeBody;
 use crate::upstream::{HealthFailure, HealthResult, InflightGuard, Node};
 
 /// A node's answer to a forwarded request.
@@ -32,7 +32,7 @@ pub(super) struct NodeAnswer {
 #[derive(Debug)]
 pub(super) enum Relayed {
     /// As it came from the node.
-    Fresh(Response<Incoming>),
+    Fresh(Response<NodeBody>),
     /// Its head, and a body that starts with what the proxy has read.
     Read(Response<ProxyBody>),
 }
@@ -56,7 +56,12 @@ pub(super) async fn forward(
     mut body: ProxyBody,
 ) -> Result<NodeAnswer, ProxyError> {
     let limits = &generation.config.limits;
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // Origin form: the node's connection is chosen by the client, not by the URI.
+    let target = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .map_or_else(|| Uri::from_static("/"), Uri::from);
     let mut retried = false;
     loop {
         let node = generation
@@ -68,7 +73,7 @@ pub(super) async fn forward(
         let (sent_body, sending) = Watched::new(sent_body);
         let mut upstream = Request::new(sent_body.boxed());
         *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = node.uri_for(path_and_query);
+        *upstream.uri_mut() = target.clone();
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = parts.headers.clone();
         let guard = node.start_request();

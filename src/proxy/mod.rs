@@ -377,7 +377,13 @@ impl Proxy {
         if route.reason == RouteReason::OwnerDown {
             tracing::debug!(owners = ?route.owners, "every owner of the credential is down; using a healthy node");
         }
-        let (allowed, refresh) = self.apply_key_strategy(generation, &route).await;
+        // The rare stages (a consumer-key strategy, a repair) are boxed where taken: inline, their states would
+        // make every request's future larger, and hyper moves that future around per request (issue 12).
+        let (allowed, refresh) = if route.credential.is_some() {
+            Box::pin(self.apply_key_strategy(generation, &route)).await
+        } else {
+            (route.allowed, None)
+        };
         notes.refresh = refresh;
 
         let started = tokio::time::Instant::now();
@@ -412,10 +418,11 @@ impl Proxy {
             }
             (_, answer) => answer,
         };
+        // Only a 400, 401 or 403 can be a stale-credential answer (`repair` hands anything else back untouched).
+        let may_be_stale = repair::may_be_stale(answer.response.status());
         let answer = match (&replayable, config.repair.enabled) {
-            (Some(replay), true) => {
-                self.repair(generation, &parts, &classified, replay, answer)
-                    .await?
+            (Some(replay), true) if may_be_stale => {
+                Box::pin(self.repair(generation, &parts, &classified, replay, answer)).await?
             }
             _ => answer,
         };

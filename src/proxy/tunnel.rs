@@ -15,7 +15,6 @@ use std::time::Duration;
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -25,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{headers, Proxy};
 use crate::transport::body::ProxyBody;
+use crate::upstream::client::NodeBody;
 use crate::upstream::{InflightGuard, Node};
 
 /// Where tunnels are spawned: the application's tracker and cancellation tree.
@@ -46,7 +46,7 @@ impl Proxy {
         &self,
         node: Arc<Node>,
         guard: InflightGuard,
-        mut response: Response<Incoming>,
+        mut response: Response<NodeBody>,
         client: OnUpgrade,
         idle: Duration,
     ) -> Response<ProxyBody> {

@@ -38,7 +38,7 @@ pub enum RefreshError {
         index: usize,
         /// The client error.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: crate::upstream::ClientError,
     },
     /// The exchanges took longer than `refresh.timeout`.
     #[error("refresh timed out")]

@@ -39,11 +39,17 @@ pub(crate) type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BodyErro
 
 /// Wraps a body with an idle timeout and an optional guard (e.g. an upstream node's in-flight count) dropped
 /// as soon as the body ends or fails, not when the response value is finally dropped.
+///
+/// The timer is armed only when the inner body first has nothing to give (most small bodies are whole on the
+/// first poll and never touch the timer wheel), then re-armed once per wait after progress, not per frame:
+/// one allocation at most per body, and no timer work per frame.
 #[derive(Debug)]
 pub(crate) struct Relay<B, G = ()> {
     inner: B,
     idle: Duration,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// A frame came since the deadline was last armed.
+    progressed: bool,
     guard: Option<G>,
 }
 
@@ -60,7 +66,8 @@ impl<B, G> Relay<B, G> {
         Relay {
             inner,
             idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            deadline: None,
+            progressed: false,
             guard,
         }
     }
@@ -81,7 +88,7 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.deadline.as_mut().reset(Instant::now() + this.idle);
+                this.progressed = true;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -92,13 +99,23 @@ where
                 this.guard = None;
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.guard = None;
-                    Poll::Ready(Some(Err(BodyError::IdleTimeout(this.idle))))
+            Poll::Pending => {
+                let idle = this.idle;
+                let armed = this.deadline.is_some();
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if std::mem::take(&mut this.progressed) && armed {
+                    deadline.as_mut().reset(Instant::now() + idle);
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.guard = None;
+                        Poll::Ready(Some(Err(BodyError::IdleTimeout(idle))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

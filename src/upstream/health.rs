@@ -12,6 +12,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::client;
 use super::HealthSettings;
 use super::{Node, Pool};
 
@@ -103,7 +104,7 @@ impl HealthFailure {
     }
 
     /// Classifies a client error: a TLS error anywhere in the chain wins, then a connect failure.
-    pub fn from_client_error(error: &hyper_util::client::legacy::Error) -> HealthFailure {
+    pub fn from_client_error(error: &super::client::ClientError) -> HealthFailure {
         if let Some(tls) = tls_cause(error) {
             return HealthFailure::Tls(tls);
         }
@@ -289,7 +290,7 @@ pub(crate) async fn probe(node: &Node, settings: &HealthSettings) -> Result<(), 
         let status = response.status();
         // Drain the body so the connection goes back to the pool.
         let _ = response.into_body().collect().await;
-        Ok::<_, hyper_util::client::legacy::Error>(status)
+        Ok::<_, client::ClientError>(status)
     })
     .await;
     match result {

@@ -19,6 +19,7 @@ use http::Uri;
 use crate::affinity::{unix_now, NodeId, NodeSet, MAX_NODES};
 
 use balance::Balancer;
+pub use client::ClientError;
 use client::{ClientSettings, NodeClient};
 pub use health::{HealthFailure, HealthResult, HealthView};
 use health::{HealthState, Transition};
@@ -31,7 +32,7 @@ pub struct Node {
     pub id: NodeId,
     /// Its configuration.
     pub spec: NodeSpec,
-    /// Pooled keep-alive client for this node only.
+    /// This node's HTTP/1.1 client and its pool of idle connections.
     pub client: NodeClient,
     /// Requests sent and not yet finished (least-requests input); relaxed atomics.
     inflight: AtomicUsize,
@@ -160,6 +161,8 @@ impl Pool {
                 _ => {
                     healthy = healthy.with(id);
                     let client = client::build(&ClientSettings {
+                        scheme: spec.scheme.clone(),
+                        authority: spec.authority.clone(),
                         tls: upstream.tls.clone(),
                         sni: spec.sni.clone(),
                         connect_timeout: upstream.connect_timeout,

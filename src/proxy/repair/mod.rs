@@ -45,7 +45,7 @@ use plan::{plan_replay, plan_replay_step, Refusal, ReplayPlan};
 use stale::Stale;
 
 /// Whether a status can carry a stale answer (OAuth 1: 401/403; OAuth 2: 400/401).
-fn may_be_stale(status: StatusCode) -> bool {
+pub(super) fn may_be_stale(status: StatusCode) -> bool {
     matches!(
         status,
         StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
