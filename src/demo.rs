@@ -155,7 +155,16 @@ impl DemoOutcome {
 /// A running proxy in front of the cluster, stopped when dropped.
 struct Front {
     url: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl Front {
+    /// Stops the proxy and waits until it has drained and stopped everything it started.
+    async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.running.await;
+    }
 }
 
 /// Config text for a proxy in front of `nodes` (name, URL), health-checked on `health`.
@@ -224,12 +233,13 @@ async fn start_front(text: &str) -> Result<Front, DemoError> {
         .map_err(|e| DemoError::Proxy(e.to_string()))?;
     let addr = app.listener_addrs()[0];
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run(async {
+    let running = tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
     Ok(Front {
         url: format!("http://{addr}"),
-        _stop: stop,
+        stop,
+        running,
     })
 }
 
@@ -257,7 +267,8 @@ async fn run_oauth1(args: &DemoArgs) -> Result<DemoOutcome, DemoError> {
     };
     let plain_report = run_flows(options(&plain.url)).await?;
     let smart_report = run_flows(options(&smart.url)).await?;
-    drop((plain, smart));
+    plain.shutdown().await;
+    smart.shutdown().await;
     cluster.shutdown().await;
     Ok(DemoOutcome {
         protocol: Protocol::OAuth1,
@@ -279,7 +290,8 @@ async fn run_oauth2(args: &DemoArgs) -> Result<DemoOutcome, DemoError> {
     };
     let plain_report = oauth2::run_flows(options(&plain.url)).await?;
     let smart_report = oauth2::run_flows(options(&smart.url)).await?;
-    drop((plain, smart));
+    plain.shutdown().await;
+    smart.shutdown().await;
     cluster.shutdown().await;
     Ok(DemoOutcome {
         protocol: Protocol::OAuth2,

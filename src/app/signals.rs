@@ -125,6 +125,9 @@ impl App {
 
 /// Writes the snapshot off the async workers (it writes a file) and logs the outcome.
 pub(super) async fn save_snapshot(proxy: &Proxy) {
+    if proxy.current().config.affinity.snapshot_path.is_none() {
+        return;
+    }
     let proxy = proxy.clone();
     match tokio::task::spawn_blocking(move || proxy.save_snapshot()).await {
         Ok(Ok(Some(report))) => tracing::info!(
