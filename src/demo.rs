@@ -18,16 +18,8 @@ use crate::sim::oauth2;
 use crate::sim::wire::{param, path, BASE, FORM};
 use crate::sim::{Cluster, SimError};
 
-/// Which stand-in and client the demo plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Protocol {
-    /// OAuth 1.0a friendship flows against ClearQuest-Web-like nodes (the technote).
-    #[value(name = "oauth1")]
-    OAuth1,
-    /// OAuth 2 / OpenID Connect grants against in-memory authorization servers.
-    #[value(name = "oauth2")]
-    OAuth2,
-}
+/// Which stand-in and client the demo plays; it lives in [`crate::sim`], whose load tester plays both too.
+pub use crate::sim::Protocol;
 
 /// Arguments of `tokenroute demo`.
 #[derive(Debug, Clone, clap::Args)]

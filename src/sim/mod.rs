@@ -38,6 +38,17 @@ pub use consumer::{run_flows, FlowOptions, FlowReport, ParamMode};
 pub use node::{NodeConfig, NodeServer, NodeStats};
 pub use repository::Repository;
 
+/// Which stand-in and client a tool plays (`demo`, `loadtest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// OAuth 1.0a friendship flows against ClearQuest-Web-like nodes (the technote).
+    #[value(name = "oauth1")]
+    OAuth1,
+    /// OAuth 2 / OpenID Connect grants against in-memory authorization servers.
+    #[value(name = "oauth2")]
+    OAuth2,
+}
+
 /// Errors of the stand-in and the consumer (not the answers a node gives: those are HTTP responses).
 #[derive(Debug, Error)]
 pub enum SimError {
@@ -67,6 +78,14 @@ pub enum SimError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A tool option the chosen protocol's client does not have.
+    #[error("{option} does not apply to --protocol {protocol}")]
+    Unsupported {
+        /// The option, as typed.
+        option: &'static str,
+        /// The protocol, as typed.
+        protocol: &'static str,
     },
     /// A CA certificate file that cannot be read.
     #[error("cannot read CA certificates from {path}")]

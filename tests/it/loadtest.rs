@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokenroute::sim::consumer::{ParamMode, Step};
 use tokenroute::sim::loadtest::{loadtest, LoadtestArgs};
-use tokenroute::sim::Cluster;
+use tokenroute::sim::{Cluster, Protocol};
 
-fn temp_svg(name: &str) -> PathBuf {
+pub fn temp_svg(name: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -23,6 +23,7 @@ fn temp_svg(name: &str) -> PathBuf {
 fn args(target: String, flows: usize, svg: PathBuf) -> LoadtestArgs {
     LoadtestArgs {
         target,
+        protocol: Protocol::OAuth1,
         flows: Some(flows),
         concurrency: 4,
         params: ParamMode::Mixed,
@@ -36,7 +37,7 @@ fn args(target: String, flows: usize, svg: PathBuf) -> LoadtestArgs {
 
 /// Checks that every element opened is closed in order, attributes are quoted, and every `&` starts an
 /// entity: enough XML well-formedness for a generated file with no comments, CDATA or doctype.
-fn assert_well_formed(svg: &str) {
+pub fn assert_well_formed(svg: &str) {
     let mut open: Vec<String> = Vec::new();
     let mut rest = svg.trim();
     assert!(rest.starts_with("<svg"), "does not start with <svg");

@@ -21,6 +21,8 @@ mod layers;
 #[cfg(feature = "sim")]
 mod loadtest;
 #[cfg(feature = "sim")]
+mod loadtest_oauth2;
+#[cfg(feature = "sim")]
 mod no_leaks;
 #[cfg(feature = "sim")]
 mod oauth2_repair;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokenroute::sim::consumer::{Resolve, Step};
 use tokenroute::sim::loadtest::{loadtest, LoadtestArgs};
-use tokenroute::sim::{run_flows, Cluster, FlowOptions, ParamMode};
+use tokenroute::sim::{run_flows, Cluster, FlowOptions, ParamMode, Protocol};
 
 use crate::support::*;
 
@@ -123,6 +123,7 @@ async fn loadtest_takes_resolve_and_insecure() {
     ));
     let report = loadtest(LoadtestArgs {
         target: target(&proxy),
+        protocol: Protocol::OAuth1,
         flows: Some(4),
         concurrency: 2,
         params: ParamMode::Mixed,

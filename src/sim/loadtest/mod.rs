@@ -1,13 +1,15 @@
-//! `tokenroute loadtest`: many concurrent signed OAuth friendship flows against a deployment, with a live
-//! progress line, a summary (flows/s, per-step latency percentiles, failures by reason) and an SVG chart of
-//! step latency percentiles, requests and failures per second over the run.
+//! `tokenroute loadtest`: many concurrent OAuth flows against a deployment, with a live progress line, a
+//! summary (flows/s, per-step latency percentiles, failures by reason) and an SVG chart of step latency
+//! percentiles, requests and failures per second over the run.
 //!
-//! The flows are the scripted consumer's ([`super::consumer`]); this module only watches them through a
-//! [`StepObserver`] and turns what it sees into figures. Latency figures count successful steps only: a
-//! failed step is counted by reason (and in the failures per second) instead, since a fast `401` would
-//! otherwise flatter the percentiles.
+//! The flows are the scripted OAuth 1 consumer's ([`super::consumer`], signed friendship flows) or the
+//! OAuth 2 / OpenID Connect client's ([`super::oauth2::client`], every grant); this module only watches them
+//! through the client's step observer and turns what it sees into figures, knowing steps by name. Latency
+//! figures count successful steps only: a failed step is counted by reason (and in the failures per second)
+//! instead, since a fast `401` would otherwise flatter the percentiles.
 //!
 //! - this file: the arguments, the run, the summary and the progress line;
+//! - `flows`: each protocol's flows, hooked to the recorder;
 //! - `stats`: percentiles and the run cut into time slices;
 //! - `chart`: the SVG.
 
@@ -21,11 +23,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::consumer::{run_flows, FlowOptions, ParamMode, Resolve, Step, StepEvent, StepObserver};
+use super::consumer::{ParamMode, Resolve};
 use super::repository::lock;
-use super::SimError;
+use super::{Protocol, SimError};
 
 mod chart;
+mod flows;
 mod stats;
 
 pub use chart::render_svg;
@@ -33,19 +36,23 @@ pub use stats::{percentile, Bucket, Percentiles, BUCKETS};
 
 use stats::{rate, timeline, Sample};
 
-/// `tokenroute loadtest`: drive signed OAuth flows against a target and chart step latency and throughput.
+/// `tokenroute loadtest`: drive OAuth flows against a target and chart step latency and throughput.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadtestArgs {
-    /// Base URL of the provider or proxy, e.g. http://127.0.0.1:8080.
+    /// Base URL of the provider or proxy, e.g. http://127.0.0.1:8080 (an http:// URL for oauth2).
     #[arg(long)]
     pub target: String,
+    /// The flows to play: signed OAuth 1.0a friendship flows, or OAuth 2 / OpenID Connect grants (code with
+    /// PKCE, client credentials, device; both client authentications in turn).
+    #[arg(long, value_enum, default_value_t = Protocol::OAuth1)]
+    pub protocol: Protocol,
     /// Number of flows [default: 200, or as many as fit in --duration when that is given].
     #[arg(long)]
     pub flows: Option<usize>,
     /// Flows in flight at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Where OAuth parameters travel.
+    /// Where OAuth parameters travel (OAuth 1 only; OAuth 2 flows put each where its RFC says, and ignore it).
     #[arg(long, value_enum, default_value_t = ParamMode::Mixed)]
     pub params: ParamMode,
     /// Start no flow after this long, e.g. "30s" (flows in flight finish, for at most a minute more).
@@ -54,14 +61,15 @@ pub struct LoadtestArgs {
     /// Where to write the SVG chart of latency percentiles, requests and failures per second over the run.
     #[arg(long, default_value = "loadtest.svg")]
     pub svg: PathBuf,
-    /// PEM file of CA certificates to trust for an https target.
+    /// PEM file of CA certificates to trust for an https target (OAuth 1 only).
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// Connect to HOST:PORT at ADDR instead, keeping HOST in URLs, `Host` and the TLS name (curl's --resolve);
-    /// repeatable.
+    /// repeatable (OAuth 1 only).
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<Resolve>,
-    /// Accept any server certificate: encrypted but not authenticated (curl's --insecure); overrides --ca.
+    /// Accept any server certificate: encrypted but not authenticated (curl's --insecure); overrides --ca
+    /// (OAuth 1 only).
     #[arg(long, short = 'k')]
     pub insecure: bool,
 }
@@ -85,8 +93,8 @@ pub const DRAIN_CAP: Duration = Duration::from_secs(60);
 /// Latency of one step across the run's flows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepLatency {
-    /// The step.
-    pub step: Step,
+    /// The step's name, as the protocol's flow report calls it.
+    pub step: &'static str,
     /// Its successful latencies.
     pub latency: Percentiles,
 }
@@ -96,6 +104,8 @@ pub struct StepLatency {
 pub struct LoadtestReport {
     /// The base URL.
     pub target: String,
+    /// The flows played.
+    pub protocol: Protocol,
     /// Flows asked for; `None` when only the duration bounded the run.
     pub flows: Option<usize>,
     /// Flows whose every step succeeded.
@@ -104,7 +114,7 @@ pub struct LoadtestReport {
     pub failed: usize,
     /// Wall time of the run, from before the first flow to after the last.
     pub elapsed: Duration,
-    /// Per step, in flow order.
+    /// Per step the flows plan, in flow order.
     pub steps: Vec<StepLatency>,
     /// Every successful step together.
     pub all_steps: Percentiles,
@@ -135,18 +145,28 @@ impl LoadtestReport {
     /// The chart's title; it counts the flows that ran, not those asked for.
     pub fn chart_title(&self) -> String {
         format!(
-            "Step latency and throughput, {} flows against {}",
+            "Step latency and throughput, {} {} against {}",
             self.ran(),
+            self.flows_noun(),
             self.target
         )
+    }
+
+    /// `flows` or `OAuth 2 flows`: OAuth 1 flows are the technote's, unnamed as in every other tool.
+    fn flows_noun(&self) -> &'static str {
+        match self.protocol {
+            Protocol::OAuth1 => "flows",
+            Protocol::OAuth2 => "OAuth 2 flows",
+        }
     }
 
     /// The summary as text: totals, a per-step latency table, failures by reason.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        let noun = self.flows_noun();
         let asked = match self.flows {
-            Some(n) => format!("{n} flows"),
-            None => format!("{} flows (until the time was up)", self.ran()),
+            Some(n) => format!("{n} {noun}"),
+            None => format!("{} {noun} (until the time was up)", self.ran()),
         };
         let _ = writeln!(
             out,
@@ -158,20 +178,26 @@ impl LoadtestReport {
             self.elapsed.as_secs_f64(),
             self.flows_per_sec()
         );
+        // OAuth 2 names ("introspect revoked") are longer than OAuth 1's.
+        let w = self
+            .steps
+            .iter()
+            .map(|s| s.step.len() + 2)
+            .fold(16, usize::max);
         let _ = writeln!(
             out,
-            "{:<16}{:>8}{:>11}{:>11}{:>11}",
+            "{:<w$}{:>8}{:>11}{:>11}{:>11}",
             "step", "ok", "p50 ms", "p90 ms", "p99 ms"
         );
         let rows = self
             .steps
             .iter()
-            .map(|s| (s.step.as_str(), s.latency))
+            .map(|s| (s.step, s.latency))
             .chain([("all steps", self.all_steps)]);
         for (name, p) in rows {
             let _ = writeln!(
                 out,
-                "{name:<16}{:>8}{:>11.2}{:>11.2}{:>11.2}",
+                "{name:<w$}{:>8}{:>11.2}{:>11.2}{:>11.2}",
                 p.count,
                 ms(p.p50),
                 ms(p.p90),
@@ -207,20 +233,22 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&self, event: &StepEvent<'_>) {
+    /// One step of a flow ended after `latency`, failed for `failure` or succeeded; `last`: the flow ends with
+    /// it, and passed if it succeeded.
+    fn record(&self, step: &'static str, latency: Duration, failure: Option<String>, last: bool) {
         lock(&self.samples).push(Sample {
-            step: event.step,
+            step,
             ended: self.start.elapsed(),
-            latency: event.latency,
-            ok: event.failure.is_none(),
+            latency,
+            ok: failure.is_none(),
         });
-        match event.failure {
-            None if event.step == Step::Read3 => {
+        match failure {
+            None if last => {
                 self.passed.fetch_add(1, Ordering::Relaxed);
             }
             None => {}
             Some(failure) => {
-                let reason = format!("{}: {}", event.step.as_str(), failure.reason());
+                let reason = format!("{step}: {failure}");
                 *lock(&self.failures).entry(reason).or_default() += 1;
                 self.failed.fetch_add(1, Ordering::Relaxed);
             }
@@ -250,42 +278,28 @@ async fn run(args: &LoadtestArgs) -> Result<LoadtestReport, SimError> {
         start: Instant::now(),
         passed: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
-        samples: Mutex::new(Vec::with_capacity(expected * Step::ALL.len())),
+        samples: Mutex::new(Vec::new()),
         failures: Mutex::new(BTreeMap::new()),
     });
-    let observer = {
-        let recorder = recorder.clone();
-        StepObserver::new(move |event| recorder.record(event))
-    };
-    let mut opts = FlowOptions::new(args.target.clone())
-        .flows(limit.unwrap_or(usize::MAX))
-        .concurrency(args.concurrency)
-        .params(args.params)
-        .insecure(args.insecure)
-        .resolve(args.resolve.iter().cloned())
-        .observer(observer);
-    if let Some(path) = &args.ca {
-        opts = opts.ca_pem(super::consumer::read_ca_file(path).await?);
-    }
-    if let Some(duration) = args.duration {
-        opts = opts.deadline(tokio::time::Instant::now() + duration);
-    }
+    let prepared = flows::prepare(args, limit, recorder.clone()).await?;
+    // A flow takes at most every step once.
+    lock(&recorder.samples).reserve(expected * prepared.steps.len());
 
     let goal = Goal {
         flows: limit,
         duration: args.duration,
     };
     let progress = tokio::spawn(show_progress(recorder.clone(), goal));
-    let run = run_flows(opts);
+    let run = prepared.run;
     let outcome = match args.duration {
         Some(duration) => match tokio::time::timeout(duration + DRAIN_CAP, run).await {
-            Ok(result) => result.map(drop),
+            Ok(result) => result,
             Err(_elapsed) => {
                 tracing::warn!(cap = ?DRAIN_CAP, "flows still running after the drain cap were cut");
                 Ok(())
             }
         },
-        None => run.await.map(drop),
+        None => run.await,
     };
     let elapsed = recorder.start.elapsed();
     progress.abort();
@@ -305,11 +319,13 @@ async fn run(args: &LoadtestArgs) -> Result<LoadtestReport, SimError> {
     };
     Ok(LoadtestReport {
         target: args.target.clone(),
+        protocol: args.protocol,
         flows: limit,
         passed: recorder.passed.load(Ordering::Relaxed),
         failed: recorder.failed.load(Ordering::Relaxed),
         elapsed,
-        steps: Step::ALL
+        steps: prepared
+            .steps
             .iter()
             .map(|&step| StepLatency {
                 step,
@@ -420,8 +436,8 @@ mod tests {
             .unwrap()
             .args;
         assert_eq!(
-            (a.flows, a.concurrency, a.params),
-            (None, 16, ParamMode::Mixed)
+            (a.flows, a.concurrency, a.params, a.protocol),
+            (None, 16, ParamMode::Mixed, Protocol::OAuth1)
         );
         assert_eq!((a.duration, a.svg.to_str()), (None, Some("loadtest.svg")));
         let a = Cli::try_parse_from([
@@ -437,6 +453,8 @@ mod tests {
         .args;
         assert_eq!(a.duration, Some(Duration::from_secs(90)));
         assert!(Cli::try_parse_from(["t", "--target", "x", "--duration", "soon"]).is_err());
+        let a = Cli::try_parse_from(["t", "--target", "x", "--protocol", "oauth2"]).unwrap();
+        assert_eq!(a.args.protocol, Protocol::OAuth2);
     }
 
     #[test]
@@ -461,12 +479,13 @@ mod tests {
         }
         LoadtestReport {
             target: "http://127.0.0.1:1".into(),
+            protocol: Protocol::OAuth1,
             flows,
             passed,
             failed,
             elapsed: Duration::from_secs(2),
             steps: vec![StepLatency {
-                step: Step::Discovery,
+                step: "discovery",
                 latency: Percentiles::of(&mut ms_list(&[1, 2, 3])),
             }],
             all_steps: Percentiles::of(&mut ms_list(&[1, 2, 3])),
@@ -505,6 +524,20 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("no failures"));
+    }
+
+    #[test]
+    fn an_oauth2_report_names_its_protocol_and_fits_long_step_names() {
+        let mut report = report(Some(4), 4, 0);
+        report.protocol = Protocol::OAuth2;
+        report.steps[0].step = "introspect revoked";
+        let text = report.render();
+        assert!(
+            text.starts_with("4 OAuth 2 flows against http://127.0.0.1:1: 4 passed"),
+            "{text}"
+        );
+        assert!(text.contains("\nintrospect revoked         3"), "{text}");
+        assert!(report.chart_title().contains(", 4 OAuth 2 flows against "));
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod pkce;
 pub mod report;
 pub mod wire;
 
-pub use client::{run_flows, AuthMethod, FlowOptions, Grant};
+pub use client::{run_flows, AuthMethod, FlowOptions, Grant, StepEvent, StepObserver};
 pub use cluster::{Cluster, ClusterBuilder};
 pub use node::{Node, NodeConfig, NodeStats};
 pub use report::{Failure, FlowReport, FlowResult, Step, StepOutcome};

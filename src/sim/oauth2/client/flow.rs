@@ -22,6 +22,10 @@ pub(super) struct Flow<'a> {
     pub(super) auth: AuthMethod,
     pub(super) browser: Browser,
     pub(super) done: Vec<(Step, StepOutcome)>,
+    /// How many steps the flow's plan has: the one that fills it ends the flow.
+    pub(super) planned: usize,
+    /// When the previous step ended (or the flow started), for the observer's latency.
+    pub(super) since: tokio::time::Instant,
 }
 
 impl Flow<'_> {
@@ -32,6 +36,23 @@ impl Flow<'_> {
                 served_by: reply.served_by(),
             },
         ));
+        let last = self.done.len() == self.planned;
+        self.observe(step, None, last);
+    }
+
+    /// Reports the end of `step` to the observer, if there is one.
+    pub(super) fn observe(&mut self, step: Step, failure: Option<&Failure>, last: bool) {
+        if let Some(observer) = &self.ctx.opts.observer {
+            let now = tokio::time::Instant::now();
+            (observer.0)(&StepEvent {
+                flow: self.flow,
+                step,
+                latency: now - self.since,
+                failure,
+                last,
+            });
+            self.since = now;
+        }
     }
 
     pub(super) async fn play(&mut self, grant: Grant, plan: &[Step]) -> Result<(), Failure> {

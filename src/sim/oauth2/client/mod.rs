@@ -96,6 +96,41 @@ pub struct FlowOptions {
     pub timeout: Duration,
     /// No flow starts after this instant; `None` by default.
     pub deadline: Option<tokio::time::Instant>,
+    /// Called as each step ends (for the load tester's progress and latency figures); `None` by default.
+    pub observer: Option<StepObserver>,
+}
+
+/// One step that just ended, as a [`StepObserver`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepEvent<'a> {
+    /// Flow number.
+    pub flow: usize,
+    /// The step.
+    pub step: Step,
+    /// From the end of the previous step of this flow (or the flow's start) to the end of this one: the
+    /// request and the client's checks of its answer.
+    pub latency: Duration,
+    /// Why it failed; `None` when it succeeded.
+    pub failure: Option<&'a Failure>,
+    /// Whether the flow ends here: a failure, or the last step its grant plans.
+    pub last: bool,
+}
+
+/// A callback [`run_flows`] calls from its worker tasks as each step ends; it should be quick.
+#[derive(Clone)]
+pub struct StepObserver(Arc<dyn Fn(&StepEvent<'_>) + Send + Sync>);
+
+impl StepObserver {
+    /// An observer calling `f`.
+    pub fn new(f: impl Fn(&StepEvent<'_>) + Send + Sync + 'static) -> Self {
+        StepObserver(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for StepObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepObserver(..)")
+    }
 }
 
 impl FlowOptions {
@@ -115,6 +150,7 @@ impl FlowOptions {
             password: Secret::new(USER_PASSWORD),
             timeout: Duration::from_secs(10),
             deadline: None,
+            observer: None,
         }
     }
 
@@ -161,6 +197,12 @@ impl FlowOptions {
     /// Start no flow after `deadline`.
     pub fn deadline(mut self, deadline: tokio::time::Instant) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Report each step's end to `observer`.
+    pub fn observer(mut self, observer: StepObserver) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -254,7 +296,8 @@ pub async fn run_flows(opts: FlowOptions) -> Result<FlowReport, SimError> {
             }
         });
     }
-    let mut results = Vec::with_capacity(flows);
+    // `flows` is `usize::MAX` when only the deadline bounds the run.
+    let mut results = Vec::with_capacity(flows.min(4_096));
     while let Some(done) = workers.join_next().await {
         match done {
             Ok(done) => results.extend(done),
@@ -285,8 +328,13 @@ async fn run_flow(ctx: &Context, flow: usize) -> FlowResult {
         auth,
         browser: Browser::new(ctx.tls.clone(), ctx.opts.timeout),
         done: Vec::with_capacity(plan.len()),
+        planned: plan.len(),
+        since: tokio::time::Instant::now(),
     };
     let failure = f.play(grant, &plan).await.err();
+    if let Some(failure) = &failure {
+        f.observe(plan[f.done.len()], Some(failure), true);
+    }
     let mut steps = f.done;
     if let Some(failure) = failure {
         steps.push((plan[steps.len()], StepOutcome::Failed(failure)));
