@@ -29,6 +29,7 @@ pub mod loadtest;
 pub mod node;
 pub mod oauth2;
 pub mod repository;
+mod request;
 pub mod signature;
 pub mod wire;
 

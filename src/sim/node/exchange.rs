@@ -2,7 +2,7 @@
 //! Problem Reporting), shared by every handler of the node.
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, COOKIE, HOST, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::super::wire::{param, problem::INVALID_EXPIRED_TOKEN, problem::STALE, FORM, REALM};
 use super::Resp;
-use crate::oauth::percent::{self, encode};
+use crate::oauth::percent::encode;
+pub(super) use crate::sim::request::{cookies, field, form_of, is_form, query_of};
 
 pub(super) fn host_of(parts: &Parts) -> Option<&str> {
     parts
@@ -18,54 +19,6 @@ pub(super) fn host_of(parts: &Parts) -> Option<&str> {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-}
-
-pub(super) fn is_form(parts: &Parts) -> bool {
-    parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
-pub(super) fn form_of(parts: &Parts, body: &[u8]) -> Vec<(String, String)> {
-    if is_form(parts) {
-        percent::parse_form(body).unwrap_or_default()
-    } else {
-        Vec::new()
-    }
-}
-
-pub(super) fn query_of(parts: &Parts) -> Vec<(String, String)> {
-    parts
-        .uri
-        .query()
-        .and_then(|q| percent::parse_form(q.as_bytes()).ok())
-        .unwrap_or_default()
-}
-
-pub(super) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-pub(super) fn cookies<'a>(parts: &'a Parts, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    parts
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (n, v) = pair.trim().split_once('=')?;
-            (n == name).then_some(v)
-        })
 }
 
 pub(super) fn text(status: StatusCode, body: &str) -> Resp {

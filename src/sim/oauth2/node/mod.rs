@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, PRAGMA, SET_COOKIE,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST, LOCATION, PRAGMA, SET_COOKIE,
     WWW_AUTHENTICATE,
 };
 use http::request::Parts;
