@@ -18,6 +18,26 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
+    /// Starts one on a free port, or `None` (printed) when `redis-server` is not installed. With
+    /// `TOKENROUTE_REQUIRE_REDIS` set (as `.ci/run` does) a missing `redis-server` fails the test instead.
+    pub fn start_or_skip() -> Option<RedisServer> {
+        let installed = std::process::Command::new("redis-server")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            assert!(
+                std::env::var_os("TOKENROUTE_REQUIRE_REDIS").is_none(),
+                "TOKENROUTE_REQUIRE_REDIS is set but redis-server is missing: install the `redis-server` package"
+            );
+            eprintln!("SKIPPED: redis-server not found (apt-get install redis-server)");
+            return None;
+        }
+        Some(RedisServer::start())
+    }
+
     /// Starts one on a free port; panics (with the reason) when `redis-server` is not installed.
     pub fn start() -> RedisServer {
         let dir = std::env::temp_dir().join(format!(
