@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::admin::{AdminBackend, AdminError, BoxFuture};
 use crate::affinity::{self, unix_now, NodeId};
 use crate::config::LoadError;
-use crate::metrics::{MetricsView, NodeView};
+use crate::metrics::{CertificateView, MetricsView, NodeView};
 use crate::oauth::Specificity;
 use crate::proxy::Proxy;
 use crate::server::reload::reload_from_file;
@@ -147,6 +147,19 @@ impl AdminBackend for ProxyAdmin {
             table: table.stats(),
             table_by_kind: table.len_by_kind(),
             store: self.proxy.redis().map(|r| r.stats()),
+            // From the generation in force: a reload that swaps a certificate shows its new expiry.
+            certificates: generation
+                .config
+                .listeners
+                .iter()
+                .flat_map(|l| {
+                    l.certificate_expiry.iter().map(|c| CertificateView {
+                        listener: &l.name,
+                        server_name: &c.server_name,
+                        not_after: c.not_after,
+                    })
+                })
+                .collect(),
         })
     }
 

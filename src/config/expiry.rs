@@ -4,6 +4,40 @@
 //! X.509 library (x509-parser brings nom and asn1-rs for one timestamp). Input is the administrator's own
 //! certificate file; anything unexpected yields `None` (no claim), never a panic.
 
+use std::collections::BTreeMap;
+
+use super::validate::CertificateExpiry;
+
+/// The `server_name` of the first (default) certificate's row: it answers every client whose SNI names no
+/// other entry, and clients that send none. No SNI name can be `*`, so no configured name collides with it.
+pub const DEFAULT_SERVER_NAME: &str = "*";
+
+/// One row per server name a TLS listener answers, with the `notAfter` of the certificate the SNI resolver
+/// picks for it (names compared in lower case; a name listed twice goes to the later entry, as in the
+/// resolver), plus [`DEFAULT_SERVER_NAME`] for the first entry. `entries` are (server names, `notAfter`) in
+/// configuration order; an entry whose expiry could not be read makes no claim. Sorted by name.
+pub(crate) fn by_server_name(entries: &[(&[String], Option<i64>)]) -> Vec<CertificateExpiry> {
+    let mut rows = BTreeMap::new();
+    for (names, not_after) in entries {
+        for name in names.iter() {
+            match not_after {
+                Some(t) => rows.insert(name.to_ascii_lowercase(), *t),
+                None => rows.remove(&name.to_ascii_lowercase()),
+            };
+        }
+    }
+    rows.remove(DEFAULT_SERVER_NAME);
+    if let Some((_, Some(t))) = entries.first() {
+        rows.insert(DEFAULT_SERVER_NAME.to_owned(), *t);
+    }
+    rows.into_iter()
+        .map(|(server_name, not_after)| CertificateExpiry {
+            server_name,
+            not_after,
+        })
+        .collect()
+}
+
 /// `notAfter` of a DER X.509 certificate, as seconds since the Unix epoch.
 pub(crate) fn not_after(der: &[u8]) -> Option<i64> {
     let (cert, _) = tlv(der, 0x30)?;
@@ -132,6 +166,58 @@ mod tests {
         }
         assert_eq!(not_after(b""), None);
         assert_eq!(not_after(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+    }
+
+    /// A certificate entry: its server names and readable `notAfter`.
+    type Entry<'a> = (&'a [&'a str], Option<i64>);
+
+    /// Expected rows: (server name, `notAfter`).
+    type Rows = Vec<(String, i64)>;
+
+    fn rows(entries: &[Entry<'_>]) -> Rows {
+        let owned: Vec<(Vec<String>, Option<i64>)> = entries
+            .iter()
+            .map(|(names, t)| (names.iter().map(|n| n.to_string()).collect(), *t))
+            .collect();
+        let borrowed: Vec<(&[String], Option<i64>)> =
+            owned.iter().map(|(n, t)| (n.as_slice(), *t)).collect();
+        by_server_name(&borrowed)
+            .into_iter()
+            .map(|r| (r.server_name, r.not_after))
+            .collect()
+    }
+
+    #[test]
+    fn expiry_rows_follow_the_sni_resolver() {
+        let row = |name: &str, t: i64| (name.to_owned(), t);
+        let cases: [(&[Entry<'_>], Rows); 6] = [
+            // One certificate without names: the default row only.
+            (&[(&[], Some(10))], vec![row("*", 10)]),
+            // The default also answers its own names; names are lower-cased.
+            (
+                &[(&["LBCQ"], Some(10)), (&["other"], Some(20))],
+                vec![row("*", 10), row("lbcq", 10), row("other", 20)],
+            ),
+            // A name listed twice goes to the later entry, as the resolver's map does.
+            (
+                &[(&["a"], Some(10)), (&["a"], Some(20))],
+                vec![row("*", 10), row("a", 20)],
+            ),
+            // An unreadable expiry makes no claim, even over an earlier entry's name.
+            (
+                &[(&["a"], Some(10)), (&["a", "b"], None)],
+                vec![row("*", 10)],
+            ),
+            (&[(&["a"], None)], vec![]),
+            // A configured "*" (which no SNI can carry) never duplicates the default row.
+            (
+                &[(&["x"], Some(10)), (&["*"], Some(20))],
+                vec![row("*", 10), row("x", 10)],
+            ),
+        ];
+        for (entries, want) in cases {
+            assert_eq!(rows(entries), want, "{entries:?}");
+        }
     }
 
     #[test]

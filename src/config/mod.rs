@@ -20,9 +20,11 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use cross::EXPIRY_WARNING_DAYS;
+pub use expiry::DEFAULT_SERVER_NAME;
 pub use report::{Diagnostic, Severity};
 pub use validate::{
-    Affinity, Config, ConfigError, Forwarding, Limits, Listener, LogSettings, Routing, Runtime,
+    Affinity, CertificateExpiry, Config, ConfigError, Forwarding, Limits, Listener, LogSettings,
+    Routing, Runtime,
 };
 
 use locate::KeyPath;

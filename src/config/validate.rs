@@ -145,8 +145,20 @@ pub struct Listener {
     pub max_connections: NonZeroUsize,
     /// TLS termination, ready to use.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// When the certificates `tls` serves stop being valid, one row per server name (empty without TLS).
+    /// Read from the same bytes `tls` was built from, so a reload that swaps certificates updates both.
+    pub certificate_expiry: Vec<CertificateExpiry>,
     /// Connections from trusted proxies start with a PROXY protocol header naming the real client.
     pub proxy_protocol: bool,
+}
+
+/// When the certificate a TLS listener serves for one server name stops being valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateExpiry {
+    /// A configured SNI name (lower case), or `*` for the default certificate.
+    pub server_name: String,
+    /// The leaf certificate's `notAfter`, Unix seconds.
+    pub not_after: i64,
 }
 
 /// `[limits]`, validated.
@@ -379,20 +391,30 @@ fn listeners(files: &[ListenerFile], base_dir: &Path, errors: &mut Errors) -> Ve
             errors.push(format!("{key}.max_connections"), 0, "must be at least 1");
             continue;
         };
-        let tls = match &l.tls {
-            None => None,
+        let (tls, certificate_expiry) = match &l.tls {
+            None => (None, Vec::new()),
             Some(tls) => match crate::transport::tls::server_config(
                 &certificate_sources(&tls.certificates),
                 base_dir,
             ) {
-                Ok(c) => Some(c),
+                Ok(loaded) => {
+                    let entries: Vec<(&[String], Option<i64>)> = tls
+                        .certificates
+                        .iter()
+                        .zip(&loaded.leaves)
+                        .map(|(c, leaf)| {
+                            (c.server_names.as_slice(), super::expiry::not_after(leaf))
+                        })
+                        .collect();
+                    (Some(loaded.config), super::expiry::by_server_name(&entries))
+                }
                 Err(e) => {
                     errors.push(
                         format!("{key}.tls.certificate[{}]", e.index),
                         e.value,
                         e.message,
                     );
-                    None
+                    (None, Vec::new())
                 }
             },
         };
@@ -401,6 +423,7 @@ fn listeners(files: &[ListenerFile], base_dir: &Path, errors: &mut Errors) -> Ve
             address,
             max_connections,
             tls,
+            certificate_expiry,
             proxy_protocol: l.proxy_protocol,
         });
     }

@@ -315,6 +315,22 @@ impl Metrics {
             }
         }
 
+        out.family(
+            names::LISTENER_CERTIFICATE_NOT_AFTER_SECONDS,
+            "gauge",
+            "When the certificate a TLS listener serves for a server name expires, in Unix seconds (* is the default certificate).",
+        );
+        for c in &view.certificates {
+            out.sample(
+                names::LISTENER_CERTIFICATE_NOT_AFTER_SECONDS,
+                &[
+                    (label::LISTENER, c.listener),
+                    (label::SERVER_NAME, c.server_name),
+                ],
+                c.not_after,
+            );
+        }
+
         if let Some(stats) = process::read() {
             let process: [(&str, &str, &str, f64); 4] = [
                 (

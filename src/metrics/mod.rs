@@ -68,6 +68,19 @@ pub struct MetricsView<'a> {
     pub table_by_kind: [(CredentialKind, usize); CredentialKind::ALL.len()],
     /// The shared store's counters, with `store = "redis"`.
     pub store: Option<StoreStats>,
+    /// The certificates the TLS listeners of the configuration in force serve.
+    pub certificates: Vec<CertificateView<'a>>,
+}
+
+/// When the certificate one TLS listener serves for one server name stops being valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertificateView<'a> {
+    /// The listener's configured name.
+    pub listener: &'a str,
+    /// The SNI name, or `*` for the default certificate.
+    pub server_name: &'a str,
+    /// The leaf certificate's `notAfter`, Unix seconds.
+    pub not_after: i64,
 }
 
 /// `class` label values, indexed by the status's first digit minus one.
@@ -373,6 +386,18 @@ mod tests {
             },
             table_by_kind: CredentialKind::ALL.map(|k| (k, k.index())),
             store: Some(StoreStats::default()),
+            certificates: vec![
+                CertificateView {
+                    listener: "public",
+                    server_name: "*",
+                    not_after: 1_893_542_400,
+                },
+                CertificateView {
+                    listener: "public",
+                    server_name: "lbcq.example",
+                    not_after: 2_561_241_600,
+                },
+            ],
         }
     }
 
@@ -717,6 +742,8 @@ mod tests {
         allowed.extend(LATENCY_BUCKETS.map(|(_, le)| le));
         allowed.extend(["+Inf", names::NO_NODE]);
         allowed.extend(names);
+        // Listener and server names come from the configuration through the view, as node names do.
+        allowed.extend(["public", "*", "lbcq.example"]);
         for sample in parse_exposition(&text) {
             for (key, value) in &sample.labels {
                 assert!(
@@ -872,6 +899,15 @@ mod tests {
         assert_eq!(checks("ok"), 10.0);
         assert_eq!(checks("tls_error"), 1.0);
         assert_eq!(checks("bad_status"), 2.0);
+        let expiry = |server_name| {
+            value(
+                &samples,
+                names::LISTENER_CERTIFICATE_NOT_AFTER_SECONDS,
+                &[("listener", "public"), ("server_name", server_name)],
+            )
+        };
+        assert_eq!(expiry("*"), 1_893_542_400.0);
+        assert_eq!(expiry("lbcq.example"), 2_561_241_600.0);
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub const CONNECTIONS_ACCEPTED_TOTAL: &str = "tokenroute_connections_accepted_to
 pub const CONNECTIONS_OPEN: &str = "tokenroute_connections_open";
 /// Counter: TLS handshakes that failed or timed out, by `listener`.
 pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "tokenroute_tls_handshake_failures_total";
+/// Gauge: when the certificate a TLS listener serves for a server name stops being valid (its `notAfter`), in
+/// Unix seconds, by `listener` and `server_name` (`*`: the default certificate). A timestamp rather than the
+/// seconds left, as Prometheus advises for times: the value changes only when a certificate does, and an alert
+/// subtracts `time()`.
+pub const LISTENER_CERTIFICATE_NOT_AFTER_SECONDS: &str =
+    "tokenroute_listener_certificate_not_after_seconds";
 /// The process metrics every Prometheus client library exports, under their standard names (dashboards and
 /// alerts expect them unprefixed). Read from `/proc/self` at scrape time; absent where there is no `/proc`.
 pub mod process {
@@ -100,6 +106,8 @@ pub mod label {
     pub const OUTCOME: &str = "outcome";
     /// A listener's configured name.
     pub const LISTENER: &str = "listener";
+    /// An SNI name a listener's certificate answers, or `*` for its default certificate.
+    pub const SERVER_NAME: &str = "server_name";
     /// The crate version.
     pub const VERSION: &str = "version";
     /// A histogram bucket's upper bound.

@@ -45,27 +45,32 @@ pub(super) struct Line {
     pub method: http::Method,
     /// The path only: the query is never logged.
     pub path: String,
-    pub request_id: String,
+    /// The id the node is sent as `X-Request-Id` too ([`request_id`]): always plain ASCII.
+    pub request_id: http::HeaderValue,
     pub bytes_in: Arc<AtomicU64>,
 }
 
-/// The request id: the client's `X-Request-Id` when it is short and plain (letters, digits, `-_.:`), else a
-/// fresh random one. Never longer than 64 characters, never a character that needs quoting in a log line.
-pub(super) fn request_id(headers: &http::HeaderMap) -> String {
-    let given = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-        });
+/// The request id, logged and forwarded to the node as `X-Request-Id` so one request can be followed across
+/// the proxy's and the node's logs: the client's own when it is short and plain (letters, digits, `-_.:`), else
+/// a fresh random one. Never longer than 64 characters, never a character that needs quoting in a log line.
+pub(super) fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
+    let given = headers.get(X_REQUEST_ID).filter(|v| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
     match given {
-        Some(id) => id.to_owned(),
-        None => format!("{:016x}", rand::random::<u64>()),
+        // A clone shares the client's bytes: no copy on the common path.
+        Some(id) => id.clone(),
+        None => http::HeaderValue::try_from(format!("{:016x}", rand::random::<u64>()))
+            .expect("hex digits are a valid header value"),
     }
 }
+
+/// The header the request id travels in, both ways it is read and written.
+pub(super) const X_REQUEST_ID: &str = "x-request-id";
 
 /// Counts the bytes of a body as they pass.
 #[derive(Debug)]
@@ -184,7 +189,8 @@ impl Drop for Logged {
             bytes_in = line.bytes_in.load(Relaxed),
             bytes_out = self.bytes_out,
             complete = self.finished,
-            request_id = %line.request_id,
+            // Plain ASCII by construction (`request_id`), so `to_str` cannot fail.
+            request_id = line.request_id.to_str().unwrap_or("-"),
             "access"
         );
     }

@@ -235,13 +235,15 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let generation = self.current();
         let arrived = tokio::time::Instant::now();
+        // Decided for every request, logged or not: the node always sees one plain id.
+        let request_id = access::request_id(request.headers());
         // The access log costs two body wrappers and a line; nothing at all when it is off.
         let line = generation.config.log.access.then(|| access::Line {
             started: arrived,
             peer: connection.peer,
             method: request.method().clone(),
             path: request.uri().path().to_owned(),
-            request_id: access::request_id(request.headers()),
+            request_id: request_id.clone(),
             bytes_in: Arc::default(),
         });
         let request = request.map(|b| b.map_err(BodyError::from).boxed());
@@ -251,7 +253,7 @@ impl Proxy {
         };
         let mut notes = access::Notes::default();
         let response = match self
-            .proxy(&generation, request, connection, &mut notes)
+            .proxy(&generation, request, connection, request_id, &mut notes)
             .await
         {
             Ok(response) => response,
@@ -281,6 +283,7 @@ impl Proxy {
         generation: &Arc<Generation>,
         request: Request<ProxyBody>,
         connection: ConnectionInfo,
+        request_id: http::HeaderValue,
         notes: &mut access::Notes,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let config = &generation.config;
@@ -315,6 +318,8 @@ impl Proxy {
             tls: connection.tls,
         };
         headers::set_forwarding(&mut parts.headers, client, &host, &config.forwarding);
+        // `insert` replaces every field of that name: the node sees exactly the id the access log prints.
+        parts.headers.insert(access::X_REQUEST_ID, request_id);
         edge::check_sent(
             &parts.headers,
             !http_body::Body::is_end_stream(&body),

@@ -38,11 +38,19 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A TLS listener's server config, and the leaf certificate of each entry (in entry order) as it was loaded,
+/// so what is reported about a certificate (its expiry) is what the listener serves.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub leaves: Vec<CertificateDer<'static>>,
+}
+
 /// Builds a server config from certificate entries; the first entry is the default certificate.
 pub(crate) fn server_config(
     certificates: &[CertificateSource<'_>],
     base_dir: &Path,
-) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+) -> Result<ServerTls, TlsConfigError> {
     if certificates.is_empty() {
         return Err(TlsConfigError {
             index: 0,
@@ -53,6 +61,7 @@ pub(crate) fn server_config(
     let provider = provider();
     let mut by_name = HashMap::new();
     let mut default = None;
+    let mut leaves = Vec::with_capacity(certificates.len());
     for (index, entry) in certificates.iter().enumerate() {
         let err = |value: &str, message: String| TlsConfigError {
             index,
@@ -67,6 +76,7 @@ pub(crate) fn server_config(
         if chain.is_empty() {
             return Err(err(entry.cert, "no CERTIFICATE block in file".into()));
         }
+        leaves.push(chain[0].clone());
         let key = PrivateKeyDer::from_pem_file(&key_path)
             .map_err(|e| err(entry.key, format!("cannot read private key: {e}")))?;
         let certified = CertifiedKey::from_der(chain, key, &provider)
@@ -91,7 +101,10 @@ pub(crate) fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        leaves,
+    })
 }
 
 /// Builds the client config for nodes, trusting the CAs in `ca_file` (none: an empty store, fine for http

@@ -9,7 +9,9 @@ use std::time::Duration;
 use http::StatusCode;
 use tokenroute::affinity::{NodeId, TableStats};
 use tokenroute::metrics::RouteReason;
-use tokenroute::metrics::{Metrics, MetricsView, NodeView, RefreshTrigger, ReplayOutcome};
+use tokenroute::metrics::{
+    CertificateView, Metrics, MetricsView, NodeView, RefreshTrigger, ReplayOutcome,
+};
 use tokenroute::oauth::CredentialKind;
 
 /// A scrape of a busy three-node deployment: every counter moved, one node down, one drained.
@@ -66,6 +68,11 @@ fn realistic_exposition() -> String {
         },
         table_by_kind: CredentialKind::ALL.map(|k| (k, k.index() + 1)),
         store: None,
+        certificates: vec![CertificateView {
+            listener: "public",
+            server_name: "lbcq.example",
+            not_after: 1_893_542_400,
+        }],
     };
     metrics.render(&view)
 }

@@ -18,6 +18,7 @@ mod crash;
 mod demo;
 mod edge;
 mod layers;
+mod listener_certificates;
 #[cfg(feature = "sim")]
 mod loadtest;
 #[cfg(feature = "sim")]
@@ -37,6 +38,7 @@ mod redis_shared;
 #[cfg(feature = "sim")]
 mod refresh_repair;
 mod reload;
+mod request_id;
 #[cfg(feature = "sim")]
 mod resolve_insecure;
 #[cfg(feature = "sim")]

@@ -357,6 +357,9 @@ pub async fn eventually(what: &str, deadline: Duration, mut condition: impl Asyn
     }
 }
 
+/// A leaf certificate to make: file stem, SAN names, and `notAfter` (year, month, day) when not rcgen's.
+pub type Leaf<'a> = (&'a str, &'a [&'a str], Option<(i32, u8, u8)>);
+
 /// A throwaway CA and leaf certificates for `names`, written as PEM files in a fresh temp directory.
 pub struct TestPki {
     pub dir: PathBuf,
@@ -366,6 +369,15 @@ pub struct TestPki {
 impl TestPki {
     /// Creates a CA and one leaf per entry of `leaves` (file stem, SAN names).
     pub fn new(leaves: &[(&str, &[&str])]) -> TestPki {
+        let leaves: Vec<_> = leaves
+            .iter()
+            .map(|&(stem, names)| (stem, names, None))
+            .collect();
+        TestPki::expiring(&leaves)
+    }
+
+    /// [`TestPki::new`] with each leaf's `notAfter` date (year, month, day; midnight UTC) when given.
+    pub fn expiring(leaves: &[Leaf<'_>]) -> TestPki {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -383,11 +395,14 @@ impl TestPki {
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let ca_pem = ca.pem();
         std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
-        for (stem, names) in leaves {
+        for (stem, names, not_after) in leaves {
             let key = KeyPair::generate().unwrap();
-            let params =
+            let mut params =
                 CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                     .unwrap();
+            if let Some((year, month, day)) = *not_after {
+                params.not_after = rcgen::date_time_ymd(year, month, day);
+            }
             let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
             std::fs::write(dir.join(format!("{stem}.pem")), cert.pem()).unwrap();
             std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
