@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokenroute::app::{App, Signals};
+use tokenroute::app::{table_cli, App, Signals};
 use tokenroute::config;
 use tokenroute::logging::{self, LogSetup};
 #[cfg(feature = "sim")]
@@ -30,6 +30,9 @@ enum Command {
     Run,
     /// Validate the configuration file and print every error found.
     Check,
+    /// Export or import the learned table (JSON lines of fingerprints, never credentials).
+    #[command(subcommand)]
+    Table(TableCommand),
     #[cfg(feature = "sim")]
     /// Reproduce the technote: signed OAuth flows through a plain balancer and through tokenroute.
     Demo(demo::DemoArgs),
@@ -42,6 +45,14 @@ enum Command {
     #[cfg(feature = "sim")]
     /// Load-test a deployment with many concurrent signed flows; prints latency percentiles, writes an SVG.
     Loadtest(sim::loadtest::LoadtestArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TableCommand {
+    /// Write the table persisted at `affinity.snapshot_path` (snapshot and journal) to standard output.
+    Export,
+    /// Read an export from standard input into the Redis store of the configuration.
+    Import,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +71,10 @@ fn main() -> ExitCode {
         Command::Check => {
             tool_log("info");
             check(&cli.config)
+        }
+        Command::Table(action) => {
+            tool_log("warn");
+            table(&cli.config, action)
         }
         #[cfg(feature = "sim")]
         Command::Demo(args) => tool_runtime().and_then(|rt| {
@@ -132,6 +147,34 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `table export|import`: the report goes to standard error, the lines to standard output.
+fn table(path: &std::path::Path, action: TableCommand) -> anyhow::Result<ExitCode> {
+    let config = config::check(path)?.config;
+    match action {
+        TableCommand::Export => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let report = table_cli::export(&config, &mut out)?;
+            eprintln!(
+                "exported {} entries ({} left out)",
+                report.entries, report.skipped
+            );
+        }
+        TableCommand::Import => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let input = std::io::stdin().lock();
+            let report = runtime.block_on(table_cli::import(&config, input))?;
+            eprintln!(
+                "imported {} entries ({} left out)",
+                report.entries, report.skipped
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the config, sets the log up from its `[log]` (before the runtime: a reload changes the access log at

@@ -21,7 +21,7 @@
 //! - Saving a table that has a journal compacts it: the journal segments the snapshot covers are deleted
 //!   once it is in place ([`crate::affinity::journal`]).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -100,7 +100,32 @@ pub fn save(
     node_names: &[(NodeId, String)],
     now: u64,
 ) -> Result<SaveReport, AffinityError> {
-    // Bit i of a written owner set is nodes[i]; remap[id] is that i for each current id.
+    // A journalled table: start a new segment before reading the table, delete the old ones only once the
+    // snapshot covering them is in place (see `journal`).
+    let compaction = table
+        .journal()
+        .filter(|j| j.base() == path)
+        .map(|j| j.begin_compaction());
+    let mut report = SaveReport::default();
+    files::write_private(path, Replace::Yes, |w| {
+        report = write_to(w, table, key, node_names, now)?;
+        Ok(())
+    })?;
+    if let Some(compaction) = compaction {
+        compaction.finish();
+    }
+    Ok(report)
+}
+
+/// Writes `table` in the snapshot format to `w` (the snapshot file, or `tokenroute table export`'s output).
+pub fn write_to(
+    w: &mut dyn Write,
+    table: &Table,
+    key: &FingerprintKey,
+    node_names: &[(NodeId, String)],
+    now: u64,
+) -> std::io::Result<SaveReport> {
+    // Bit i of a written owner set is nodes[i].
     let nodes: Vec<&(NodeId, String)> = node_names.iter().take(MAX_NODES).collect();
     let mut report = SaveReport::default();
     let header = Header {
@@ -110,40 +135,28 @@ pub fn save(
         key_check: key.check_value().to_string(),
         nodes: nodes.iter().map(|(_, name)| name.clone()).collect(),
     };
-    // A journalled table: start a new segment before reading the table, delete the old ones only once the
-    // snapshot covering them is in place (see `journal`).
-    let compaction = table
-        .journal()
-        .filter(|j| j.base() == path)
-        .map(|j| j.begin_compaction());
-    files::write_private(path, Replace::Yes, |w| {
-        serde_json::to_writer(&mut *w, &header)?;
-        w.write_all(b"\n")?;
-        for (fp, entry) in table.entries() {
-            let owners = nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, (id, _))| entry.owners().contains(*id))
-                .fold(0u64, |bits, (i, _)| bits | 1 << i);
-            let orphan = owners == 0 && !entry.owners().is_empty();
-            if entry.is_expired(now) || (orphan && !is_key(entry.kind())) {
-                report.skipped += 1;
-                continue;
-            }
-            let line = Line {
-                fp: fp.to_string(),
-                kind: entry.kind(),
-                owners,
-                expires_at: entry.expires_at(),
-            };
-            serde_json::to_writer(&mut *w, &line)?;
-            w.write_all(b"\n")?;
-            report.written += 1;
+    serde_json::to_writer(&mut *w, &header)?;
+    w.write_all(b"\n")?;
+    for (fp, entry) in table.entries() {
+        let owners = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, (id, _))| entry.owners().contains(*id))
+            .fold(0u64, |bits, (i, _)| bits | 1 << i);
+        let orphan = owners == 0 && !entry.owners().is_empty();
+        if entry.is_expired(now) || (orphan && !is_key(entry.kind())) {
+            report.skipped += 1;
+            continue;
         }
-        Ok(())
-    })?;
-    if let Some(compaction) = compaction {
-        compaction.finish();
+        let line = Line {
+            fp: fp.to_string(),
+            kind: entry.kind(),
+            owners,
+            expires_at: entry.expires_at(),
+        };
+        serde_json::to_writer(&mut *w, &line)?;
+        w.write_all(b"\n")?;
+        report.written += 1;
     }
     Ok(report)
 }
@@ -161,16 +174,34 @@ pub fn load(
         path: path.to_owned(),
         source,
     };
-    let format_err = |reason: &'static str| AffinityError::SnapshotFormat {
-        path: path.to_owned(),
-        reason,
-    };
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LoadReport::default()),
         Err(e) => return Err(io_err(e)),
     };
-    let mut lines = BufReader::new(file).lines();
+    read_from(BufReader::new(file), path, key, table, node_names, now)
+}
+
+/// Restores a snapshot read from `input` (`origin` names it in errors: the file, or `tokenroute table
+/// import`'s input) into `table`, mapping owner names to the ids in `node_names`.
+pub fn read_from(
+    input: impl BufRead,
+    origin: &Path,
+    key: &FingerprintKey,
+    table: &Table,
+    node_names: &[(NodeId, String)],
+    now: u64,
+) -> Result<LoadReport, AffinityError> {
+    let path = origin;
+    let io_err = |source| AffinityError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let format_err = |reason: &'static str| AffinityError::SnapshotFormat {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut lines = input.lines();
     let first = lines
         .next()
         .transpose()

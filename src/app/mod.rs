@@ -18,6 +18,7 @@
 
 mod admin;
 mod signals;
+pub mod table_cli;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -184,10 +184,38 @@ pub fn replay(
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&next_path(base))(e)),
         _ => {}
     }
+    replay_segments(base, key, table, node_names, now, true)
+}
+
+/// [`replay`] without changing a file: a damaged tail is skipped, not truncated. For reading the journal of
+/// an instance that may be running (`tokenroute table export`), whose active segment may end mid-record.
+pub fn read(
+    base: &Path,
+    key: &FingerprintKey,
+    table: &Table,
+    node_names: &[(NodeId, String)],
+    now: u64,
+) -> Result<ReplayReport, AffinityError> {
+    replay_segments(base, key, table, node_names, now, false)
+}
+
+fn replay_segments(
+    base: &Path,
+    key: &FingerprintKey,
+    table: &Table,
+    node_names: &[(NodeId, String)],
+    now: u64,
+    truncate: bool,
+) -> Result<ReplayReport, AffinityError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| AffinityError::Io { path, source }
+    };
     let mut replayer = Replayer {
         table,
         node_names,
         now,
+        truncate,
         ids: [None; MAX_NODES],
         report: ReplayReport::default(),
     };
@@ -201,6 +229,8 @@ struct Replayer<'a> {
     table: &'a Table,
     node_names: &'a [(NodeId, String)],
     now: u64,
+    /// Whether a damaged tail is cut off the file (start-up) or only skipped (a read-only export).
+    truncate: bool,
     /// `ids[i]`: the current id of the node the segment's id `i` names.
     ids: [Option<NodeId>; MAX_NODES],
     report: ReplayReport,
@@ -214,7 +244,7 @@ impl Replayer<'_> {
         };
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(self.truncate)
             .open(path)
             .map_err(io_err)?;
         let file_len = file.metadata().map_err(io_err)?.len();
@@ -257,7 +287,9 @@ impl Replayer<'_> {
                 }
             }
         }
-        if valid < file_len {
+        if valid < file_len && !self.truncate {
+            self.report.damaged_segments += 1;
+        } else if valid < file_len {
             tracing::warn!(
                 segment = %path.display(),
                 valid_bytes = valid,

@@ -343,6 +343,14 @@ impl RedisStore {
             .await;
     }
 
+    /// Writes an entry read from an export (`tokenroute table import`): its owners join any held for `fp`
+    /// (a consumer key) or replace it (a token), with the later expiry, by the learn script. Returns whether
+    /// Redis took it.
+    pub async fn import(&self, fp: Fingerprint, entry: Entry) -> bool {
+        self.write(fp, entry.kind(), entry.owners(), entry.expires_at(), false)
+            .await
+    }
+
     /// Adds `node` to the owner set of `fp` in Redis (a refresh succeeded).
     pub async fn add_owner(&self, fp: Fingerprint, node: NodeId) {
         self.change_owner(&self.inner.scripts.add_owner, fp, node)
