@@ -8,8 +8,12 @@
 # dumps. Prints the proxy's instructions per request (all threads; callgrind's Ir) and leaves the profile in
 # OUT (callgrind_annotate it).
 #
-# Usage: bench/instructions.sh [--case plain|hdr|aware] [--count N] [--connections N] [--warm N]
-#                              [--bin PATH] [--origin PATH] [--out FILE]
+# Case aware-redis is aware with `[affinity] store = "redis"` against a redis-server this script starts: the
+# learned credentials are then cached locally and in Redis, so the ratio to aware is what sharing costs a request
+# whose credentials are already cached (issue 11).
+#
+# Usage: bench/instructions.sh [--case plain|hdr|aware|aware-redis] [--count N] [--connections N] [--warm N]
+#                              [--known-only] [--bin PATH] [--origin PATH] [--out FILE]
 # Binaries default to target/profiling (`cargo build --profile profiling --bin tokenroute --example
 # bench_origin`, line tables for the annotation). Everything binds 127.0.0.1; every process started here is
 # stopped by PID on exit.
@@ -20,6 +24,7 @@ COUNT=4000
 CONNECTIONS=32
 WARM=1000
 TOKENS=2000
+KNOWN_ONLY=0
 cd "$(dirname "$0")/.."
 BIN=target/profiling/tokenroute
 ORIGIN=target/profiling/examples/bench_origin
@@ -33,6 +38,7 @@ while [ $# -gt 0 ]; do
         --bin) BIN="$2"; shift 2 ;;
         --origin) ORIGIN="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
+        --known-only) KNOWN_ONLY=1; shift ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
@@ -57,14 +63,24 @@ for i in 1 2 3; do
 done
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 AWARE=false
-[ "$CASE" = aware ] && AWARE=true
+case "$CASE" in aware|aware-redis) AWARE=true ;; esac
+STORE=""
+if [ "$CASE" = aware-redis ]; then
+    REDIS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+        >"$WORK/redis.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && break; sleep 0.05; done
+    STORE=$(printf '\n[affinity]\nstore = "redis"\nfingerprint_key_file = "%s/fingerprint.key"\n\n[affinity.redis]\nurl = "redis://127.0.0.1:%s/0"\n' "$WORK" "$REDIS_PORT")
+fi
 {
-    printf '[runtime]\nworker_threads = 1\n\n[[listener]]\nname = "bench"\naddress = "127.0.0.1:%s"\n\n' "$PORT"
+    printf '[log]\naccess = false\n\n[runtime]\nworker_threads = 1\n\n[[listener]]\nname = "bench"\naddress = "127.0.0.1:%s"\n\n' "$PORT"
     printf '[upstream]\npolicy = "round_robin"\n\n'
     for i in 0 1 2; do
         printf '[[upstream.node]]\nname = "origin%d"\nurl = "http://127.0.0.1:%s"\n\n' "$((i + 1))" "${PORTS[$i]}"
     done
     printf '[health]\nenabled = false\n\n[routing]\ntoken_aware = %s\npresets = ["oslc"]\n' "$AWARE"
+    printf '%s\n' "$STORE"
 } >"$WORK/proxy.toml"
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" --config "$WORK/proxy.toml" \
     >"$WORK/proxy.log" 2>&1 &
@@ -73,8 +89,11 @@ PIDS+=("$VG")
 for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 URL="http://127.0.0.1:$PORT"
 LOAD_ARGS=()
-[ "$CASE" = plain ] || LOAD_ARGS=(oauth "$TOKENS" $((TOKENS * 5 / 4)))
-[ "$CASE" = aware ] && "$ORIGIN" warm "$URL" "$TOKENS" >/dev/null
+# 80% of the requests carry a learned token, 20% an unknown one; --known-only: every one a learned token.
+POOL=$((TOKENS * 5 / 4))
+[ "$KNOWN_ONLY" = 1 ] && POOL=$TOKENS
+[ "$CASE" = plain ] || LOAD_ARGS=(oauth "$TOKENS" "$POOL")
+[ "$AWARE" = true ] && "$ORIGIN" warm "$URL" "$TOKENS" >/dev/null
 "$ORIGIN" load "$URL" "$CONNECTIONS" "$WARM" "${LOAD_ARGS[@]}" >/dev/null
 callgrind_control -z "$VG" >/dev/null
 "$ORIGIN" load "$URL" "$CONNECTIONS" "$COUNT" "${LOAD_ARGS[@]}" >/dev/null

@@ -315,7 +315,7 @@ fi
 # tokenroute_config PORT TOKEN_AWARE [with_routing]: a config with one worker thread, no health checks.
 tokenroute_config() {
     local port=$1 aware=$2 routing=${3:-1}
-    printf '[runtime]\nworker_threads = 1\n\n[[listener]]\nname = "bench"\naddress = "127.0.0.1:%s"\n\n' "$port"
+    printf '[log]\naccess = false\n\n[runtime]\nworker_threads = 1\n\n[[listener]]\nname = "bench"\naddress = "127.0.0.1:%s"\n\n' "$port"
     printf '[upstream]\npolicy = "round_robin"\n\n'
     for i in "${!ORIGIN_PORTS[@]}"; do
         printf '[[upstream.node]]\nname = "origin%d"\nurl = "http://127.0.0.1:%s"\n\n' "$((i + 1))" "${ORIGIN_PORTS[$i]}"
