@@ -5,21 +5,27 @@
 //!
 //! # Architecture
 //!
-//! - [`config`]: the file layer (serde structs) → validated runtime [`config::Config`]; errors name the key.
-//! - [`server`]: listeners, the PROXY protocol, TLS termination, connection caps, graceful drain; [`server::run`] is the
-//!   entry point.
-//! - [`proxy`]: one request: classify → route → forward → learn; header hygiene; the error → status map.
-//! - [`upstream`]: nodes, the HTTP(S) client, balancing policies and health checking.
-//! - [`oauth`]: pure extraction of credentials from requests and responses (RFC 5849, RFC 6749/6750).
-//! - [`affinity`]: the learned table of credential fingerprints → owner sets, and its persistence.
-//! - [`refresh`]: refreshing nodes (single flight, fan-out) and recognising stale-credential answers.
-//! - [`admin`]: the admin HTTP API (status, reload, drain, table lookup) and the Prometheus metrics registry.
-//! - [`sim`]: the stand-in for unmodified ClearQuest-Web-like nodes and a signing OAuth 1.0a consumer.
-//! - [`demo`]: `tokenroute demo`, the technote reproduced behind a plain balancer and behind tokenroute.
+//! Bottom layer first; a module uses only modules above it in this list (`tests/it/layers.rs` checks it).
 //!
-//! `sim` and `demo` are test and demonstration tools, compiled only with the cargo feature `sim` (on by default).
-//! - [`secret`]: the redacting newtype every secret travels in.
-//! - [`logging`]: error chains on one line, the log subscriber (text or JSON) and the access log's target.
+//! - [`secret`]: the redacting newtype every secret travels in; [`logging`]: error chains on one line, the log
+//!   subscriber (text or JSON) and the access log's target; `time`: tickers on tokio's clock.
+//! - [`oauth`]: pure extraction of credentials from requests and responses (RFC 5849, RFC 6749/6750, RFC 7009,
+//!   7662, 8628, 9126, 7592, OpenID Connect); `transport`: body wrappers and TLS configs for both legs.
+//! - [`affinity`]: the learned table of credential fingerprints → owner sets, its journal and snapshot, and the
+//!   Redis store that shares it between instances.
+//! - [`metrics`]: the lock-free registry, its label vocabularies and the Prometheus exposition.
+//! - [`upstream`]: nodes, the HTTP/1.1 client and its pool, balancing policies, health checking.
+//! - [`refresh`]: when a node is refreshed (every trigger, the fan-out) and single flight per node;
+//!   [`admin`]: the admin HTTP API and status page over an `AdminBackend`.
+//! - [`config`]: the file layer (serde structs) → validated runtime [`config::Config`]; every finding names its key
+//!   and line.
+//! - [`proxy`]: one request, a file per stage: check → classify → forward → repair → learn.
+//! - [`server`]: listeners, the PROXY protocol, TLS termination, connection caps, graceful drain; `reload`.
+//! - [`app`]: the whole application under one cancellation tree ([`app::App`]); `main`, the demo and the tests
+//!   run it.
+//! - `sim` and `demo`: the stand-ins (OAuth 1 CQ-Web-like nodes and a signing consumer, an OAuth 2 / OIDC
+//!   server and client, the flow load tester) and `tokenroute demo`; compiled only with the cargo feature `sim`
+//!   (on by default).
 
 // The docs are built with private items (`cargo doc --document-private-items`): module docs link to the private
 // stage files they describe.
