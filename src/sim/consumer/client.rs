@@ -71,10 +71,11 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// This reply as a step failure.
-    pub fn failure(&self) -> Failure {
-        let text = self.text();
-        let mut detail: String = text
+    /// What a failure report shows of this reply: its body's first line (60 characters at most), or the
+    /// status's reason when the body is empty.
+    pub fn detail(&self) -> String {
+        let detail: String = self
+            .text()
             .lines()
             .next()
             .unwrap_or("")
@@ -83,18 +84,23 @@ impl Reply {
             .take(60)
             .collect();
         if detail.is_empty() {
-            detail = self
-                .status
+            self.status
                 .canonical_reason()
                 .unwrap_or("unexpected status")
-                .to_string();
+                .to_string()
+        } else {
+            detail
         }
+    }
+
+    /// This reply as a step failure.
+    pub fn failure(&self) -> Failure {
         Failure {
             status: Some(self.status.as_u16()),
             oauth_problem: self.oauth_problem(),
-            invalid_expired_token: text.contains("invalid_expired_token"),
+            invalid_expired_token: self.text().contains("invalid_expired_token"),
             served_by: self.served_by(),
-            detail,
+            detail: self.detail(),
         }
     }
 

@@ -137,27 +137,11 @@ impl Failure {
             .ok()
             .map(|e| e.error)
             .or_else(|| challenge_error(reply));
-        let text = reply.text();
-        let mut detail: String = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .chars()
-            .take(60)
-            .collect();
-        if detail.is_empty() {
-            detail = reply
-                .status
-                .canonical_reason()
-                .unwrap_or("unexpected status")
-                .to_string();
-        }
         Failure {
             status: Some(reply.status.as_u16()),
             error,
             served_by: reply.served_by(),
-            detail,
+            detail: reply.detail(),
         }
     }
 
