@@ -224,10 +224,10 @@ impl Slots {
     }
 
     /// Changes entries in place, one shard at a time.
-    pub(crate) fn for_each_mut(&self, mut change: impl FnMut(&mut Entry)) {
+    pub(crate) fn for_each_mut(&self, mut change: impl FnMut(&Fingerprint, &mut Entry)) {
         for lock in self.shards.iter() {
-            for (_, entry) in lock.write().slots.iter_mut().flatten() {
-                change(entry);
+            for (fp, entry) in lock.write().slots.iter_mut().flatten() {
+                change(fp, entry);
             }
         }
     }

@@ -303,14 +303,20 @@ impl Table {
         dropped
     }
 
-    /// Adds `node` to the owner set of every entry of one of `kinds`; returns how many entries it touched.
-    /// Used after a node was refreshed: it then holds every key the shared repository holds. One pass over the
-    /// table, so meant for rare events (refreshes), not the request path.
-    pub fn add_owner_to_kinds(&self, node: NodeId, kinds: &[CredentialKind]) -> usize {
+    /// Adds `node` to the owner set of every entry of one of `kinds` but those of `except`; returns how many
+    /// entries it touched. Used after a node was refreshed: it then holds every key the shared repository held
+    /// when the refresh started (`except`: keys registered or approved since). One pass over the table, so
+    /// meant for rare events (refreshes), not the request path.
+    pub fn add_owner_to_kinds(
+        &self,
+        node: NodeId,
+        kinds: &[CredentialKind],
+        except: &[Fingerprint],
+    ) -> usize {
         let mut journal = self.journal_writer();
         let mut touched = 0;
-        self.shared.map.for_each_mut(|entry| {
-            if kinds.contains(&entry.kind) && !entry.owners.contains(node) {
+        self.shared.map.for_each_mut(|fp, entry| {
+            if kinds.contains(&entry.kind) && !entry.owners.contains(node) && !except.contains(fp) {
                 entry.owners = entry.owners.with(node);
                 touched += 1;
             }
@@ -320,6 +326,13 @@ impl Table {
                 node,
                 kinds: kinds.to_vec(),
             });
+            // The record adds `node` to every entry of `kinds` on replay: restore the exceptions after it.
+            for &fp in except {
+                match self.shared.map.get(&fp) {
+                    Some(entry) => journal.put(fp, entry),
+                    None => journal.append(&Record::Delete { fp }),
+                }
+            }
         }
         touched
     }

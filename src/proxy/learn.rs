@@ -93,6 +93,16 @@ impl Proxy {
         );
         let now = unix_now();
         let table = &self.shared.table;
+        // A key event is ordered against refreshes before its key is learned: a refresh that started earlier
+        // read the repository without it (or without its approval) and must not make its node an owner.
+        let key_event = learned.key_event.as_ref().map(|event| match event {
+            KeyEvent::Registered(v) => ("registered", self.fingerprint(v.expose()), false),
+            KeyEvent::Approved(v) => ("approved", self.fingerprint(v.expose()), true),
+        });
+        let guard = match key_event {
+            Some((_, fp, _)) => Some(self.shared.refreshes.key_event(fp).await),
+            None => None,
+        };
         for (kind, value) in &learned.credentials {
             let wanted = if *kind == CredentialKind::SessionCookie {
                 routing.session_affinity
@@ -108,13 +118,8 @@ impl Proxy {
                 }
             }
         }
-        if let Some(event) = &learned.key_event {
-            let (what, value) = match event {
-                KeyEvent::Registered(v) => ("registered", v),
-                KeyEvent::Approved(v) => ("approved", v),
-            };
-            let fp = self.fingerprint(value.expose());
-            if matches!(event, KeyEvent::Approved(_)) {
+        if let (Some((what, fp, approved)), Some(guard)) = (key_event, guard) {
+            if approved {
                 // Nodes that loaded the key before approval hold a stale provisional copy: only the approver
                 // is known to hold the approved key until the others are refreshed.
                 let kind = table
@@ -126,10 +131,12 @@ impl Proxy {
                     redis.reset(fp, kind, node.id, rules.ttl(kind), now).await;
                 }
             }
+            let tick = guard.tick();
+            drop(guard);
             tracing::debug!(node = %node.spec.name, event = what, "consumer key event");
             self.shared
                 .refreshes
-                .fan_out(&generation.pool, &config.refresh, fp, what, node.id)
+                .fan_out(&generation.pool, &config.refresh, fp, (what, tick), node.id)
                 .await;
         }
         Ok(Response::from_parts(head, body))

@@ -1,25 +1,27 @@
 //! Fan-out: a consumer key (or client id) was registered or approved on one node; refresh every other healthy
-//! node at once, each with retries and backoff, all under one deadline. A node whose refresh succeeds becomes
-//! an owner of the key.
+//! node at once, each with retries and backoff, all under one deadline. Each refresh is one that started after
+//! the event (a refresh in flight from before it is waited out); a node whose refresh succeeds becomes an owner
+//! of the key, unless the key had a later event meanwhile (an approval after the registration).
 //!
 //! With a shared store, one key event triggers one login per other node cluster-wide: before the response that
 //! revealed the event is relayed, this instance takes a lease per (key, event, node) in Redis and marks each
 //! node it won as being refreshed, so no other instance refreshes it meanwhile; nodes whose lease another
 //! instance holds are left to it, and their new owners arrive as published changes.
 
-use super::{RefreshSettings, Refreshes};
+use super::{RefreshSettings, Refreshes, Tick};
 use crate::affinity::{Fingerprint, NodeId};
 use crate::upstream::Pool;
 
 impl Refreshes {
-    /// Claims the fan-out for `key` (event `event`: "registered" or "approved"), issued on `issuer`, and
-    /// starts it in the background. Returns once the claims are recorded.
+    /// Claims the fan-out for `key` (event `event`: "registered" or "approved", at `tick` from
+    /// [`Refreshes::key_event`]), issued on `issuer`, and starts it in the background. Returns once the claims
+    /// are recorded.
     pub async fn fan_out(
         &self,
         pool: &Pool,
         settings: &RefreshSettings,
         key: Fingerprint,
-        event: &str,
+        (event, tick): (&str, Tick),
         issuer: NodeId,
     ) {
         if !settings.enabled() {
@@ -54,9 +56,9 @@ impl Refreshes {
                 set.spawn(async move {
                     let mut backoff = settings.backoff;
                     for attempt in 0..=settings.retries {
-                        if this.fan_out_attempt(&node, &settings).await {
-                            this.own(key, node.id).await;
-                            tracing::debug!(node = %node.spec.name, "fan-out refresh done");
+                        if let Some(started) = this.fan_out_attempt(&node, &settings, tick).await {
+                            let owns = this.own_since(key, node.id, started).await;
+                            tracing::debug!(node = %node.spec.name, owns, "fan-out refresh done");
                             return;
                         }
                         if attempt < settings.retries {

@@ -8,6 +8,7 @@
 //!   deadline.
 
 mod fanout;
+mod order;
 mod single_flight;
 mod triggers;
 
@@ -17,8 +18,8 @@ use http::header::HeaderName;
 use http::{Method, StatusCode};
 
 use crate::secret::Secret;
-pub use single_flight::{RefreshError, Refresher};
-pub use triggers::{CurrentPool, Refreshes};
+pub use single_flight::{RefreshError, Refresher, Tick};
+pub use triggers::{CurrentPool, KeyEventGuard, Refreshes};
 
 /// How requests carrying a consumer key that not every node holds are routed (BRIEF 2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,13 @@
 //! Single flight: one refresh exchange per node at a time; later callers wait for its result.
+//!
+//! A caller says how recent a refresh it needs (`not_before`, a [`Tick`] of the refresh clock): a refresh in
+//! flight that started earlier may have read the repository before the event the caller cares about (a key
+//! registered or approved), so the caller waits it out and starts, or joins, a newer one. The result carries
+//! the tick at which the refresh started, which decides what it may make the node own
+//! ([`super::Refreshes`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,12 +57,24 @@ pub enum RefreshError {
 pub struct Refresher {
     /// Refreshes in flight, by node: later callers wait on the first one's result. Locked briefly, never
     /// across `.await`; not on the per-request path unless a request needs a refresh.
-    inflight: Mutex<HashMap<NodeId, watch::Receiver<Option<bool>>>>,
+    inflight: Mutex<HashMap<NodeId, InFlight>>,
     /// When a node's last refresh failed, for background triggers' backoff.
     failed_at: Mutex<HashMap<NodeId, Instant>>,
     /// Where the exchanges run: in their own tasks, so a caller that gives up does not cancel the exchange
     /// for the others; bounded by `refresh.timeout`.
     tasks: TaskTracker,
+    /// The refresh clock: orders refresh starts and key events ([`Refresher::tick`]).
+    clock: AtomicU64,
+}
+
+/// A reading of the refresh clock. Ticks only grow; 0 is before everything.
+pub type Tick = u64;
+
+/// A refresh under way: when it started, and where its result will appear.
+#[derive(Debug)]
+struct InFlight {
+    started: Tick,
+    result: watch::Receiver<Option<bool>>,
 }
 
 impl Refresher {
@@ -65,24 +84,50 @@ impl Refresher {
             inflight: Mutex::default(),
             failed_at: Mutex::default(),
             tasks,
+            clock: AtomicU64::new(0),
         }
     }
 
-    /// Refreshes `node` (or joins the refresh already in flight for it); `true` on success.
-    pub async fn refresh(self: &Arc<Self>, node: &Arc<Node>, settings: &RefreshSettings) -> bool {
+    /// Reads the refresh clock and advances it: a refresh that starts later gets a greater tick.
+    pub fn tick(&self) -> Tick {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Refreshes `node`, or joins the refresh in flight for it if that one started at `not_before` or later
+    /// (one that started earlier is waited out first). On success, the tick at which the refresh that
+    /// answered started.
+    pub async fn refresh(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        settings: &RefreshSettings,
+        not_before: Tick,
+    ) -> Option<Tick> {
         if !settings.enabled() {
-            return false;
+            return None;
         }
-        let (mut receiver, leader) = {
-            let mut inflight = self.inflight.lock();
-            match inflight.get(&node.id) {
-                Some(rx) => (rx.clone(), None),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    inflight.insert(node.id, rx.clone());
-                    (rx, Some(tx))
+        let (mut receiver, started, leader) = loop {
+            let older = {
+                let mut inflight = self.inflight.lock();
+                match inflight.get(&node.id) {
+                    Some(f) if f.started >= not_before => {
+                        break (f.result.clone(), f.started, None)
+                    }
+                    Some(f) => f.result.clone(),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        let started = self.tick();
+                        inflight.insert(
+                            node.id,
+                            InFlight {
+                                started,
+                                result: rx.clone(),
+                            },
+                        );
+                        break (rx, started, Some(tx));
+                    }
                 }
-            }
+            };
+            wait_for(older).await;
         };
         if let Some(sender) = leader {
             let this = self.clone();
@@ -116,14 +161,15 @@ impl Refresher {
                 let _ = sender.send(Some(ok));
             });
         }
-        loop {
+        let ok = loop {
             if let Some(ok) = *receiver.borrow_and_update() {
-                return ok;
+                break ok;
             }
             if receiver.changed().await.is_err() {
-                return false;
+                break false;
             }
-        }
+        };
+        ok.then_some(started)
     }
 
     /// Whether a background trigger may refresh `node` now (its last refresh did not fail within `backoff`).
@@ -135,6 +181,15 @@ impl Refresher {
     /// Whether a refresh of `node` is in flight.
     pub fn in_flight(&self, node: NodeId) -> bool {
         self.inflight.lock().contains_key(&node)
+    }
+}
+
+/// Waits until the refresh behind `result` has finished, whatever its outcome.
+async fn wait_for(mut result: watch::Receiver<Option<bool>>) {
+    while result.borrow_and_update().is_none() {
+        if result.changed().await.is_err() {
+            return;
+        }
     }
 }
 

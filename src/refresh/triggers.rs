@@ -11,15 +11,18 @@
 //! | an administrator | [`Refreshes::refresh_and_own`] with [`RefreshTrigger::Admin`] | yes |
 //!
 //! A successful refresh reloads the node's whole registry from the shared repository, so the node becomes an
-//! owner of every known consumer key and client id. Background work runs on the application's task tracker
-//! and stops with its cancellation token.
+//! owner of every known consumer key and client id, except keys registered or approved after the refresh
+//! started (`order.rs`): the proxy records each key event with [`Refreshes::key_event`] while it learns the
+//! key. Background triggers may join a refresh already in flight; the others want one that starts after
+//! they asked. Background work runs on the application's task tracker and stops with its cancellation token.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{RefreshSettings, Refresher};
+use super::order::KeyEvents;
+use super::{RefreshSettings, Refresher, Tick};
 use crate::affinity::{Fingerprint, NodeId, NodeSet, RedisStore, Table};
 use crate::metrics::{Metrics, RefreshTrigger};
 use crate::oauth::CredentialKind;
@@ -44,6 +47,24 @@ struct Shared {
     /// Where background refreshes run, and what stops them.
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Recent key events. Held while a key event is learned and while a finished refresh records what its
+    /// node owns, so that neither sees the other half done.
+    events: tokio::sync::Mutex<KeyEvents>,
+}
+
+/// Held while the table learns a key event ([`Refreshes::key_event`]); its [`KeyEventGuard::tick`] is the
+/// `not_before` of the fan-out that follows.
+#[derive(Debug)]
+pub struct KeyEventGuard<'a> {
+    _events: tokio::sync::MutexGuard<'a, KeyEvents>,
+    tick: Tick,
+}
+
+impl KeyEventGuard<'_> {
+    /// When the event happened on the refresh clock.
+    pub fn tick(&self) -> Tick {
+        self.tick
+    }
 }
 
 /// What the background loops read each time they wake: the pool and refresh settings in force.
@@ -66,28 +87,67 @@ impl Refreshes {
                 metrics,
                 tasks,
                 cancel,
+                events: tokio::sync::Mutex::default(),
             }),
         }
     }
 
-    /// Refreshes `node` now and, on success, records that it holds every known consumer key and client id.
+    /// Records that `key` was just registered or approved (a response said so). Hold the guard while the
+    /// table learns it: a refresh that started before this moment will not make its node an owner of `key`.
+    pub async fn key_event(&self, key: Fingerprint) -> KeyEventGuard<'_> {
+        let mut events = self.shared.events.lock().await;
+        let tick = self.shared.refresher.tick();
+        events.record(tick, tokio::time::Instant::now(), key);
+        KeyEventGuard {
+            _events: events,
+            tick,
+        }
+    }
+
+    /// Refreshes `node` now (a refresh that starts after this call) and, on success, records that it holds
+    /// every known consumer key and client id.
     pub async fn refresh_and_own(
         &self,
         node: &Arc<Node>,
         settings: &RefreshSettings,
         trigger: RefreshTrigger,
     ) -> bool {
-        let ok = self.refresh(node, settings, trigger).await;
-        if ok {
-            let kinds = [CredentialKind::ConsumerKey, CredentialKind::ClientId];
-            let keys = self.shared.table.add_owner_to_kinds(node.id, &kinds);
-            if let Some(redis) = &self.shared.redis {
-                redis.add_owner_to_kinds(node.id, &kinds).await;
-            }
-            // One per node per key event: debug (failures are warnings; the counters have the rest).
-            tracing::debug!(node = %node.spec.name, trigger = trigger.as_str(), keys, "node refreshed");
+        let not_before = self.shared.refresher.tick();
+        self.refresh_then_own(node, settings, trigger, not_before, None)
+            .await
+    }
+
+    /// Refreshes `node` (joining a refresh in flight that started at `not_before` or later) and records what
+    /// it then owns: every consumer key and client id, and `key`, except keys with an event after the refresh
+    /// started. Whether the refresh succeeded.
+    async fn refresh_then_own(
+        &self,
+        node: &Arc<Node>,
+        settings: &RefreshSettings,
+        trigger: RefreshTrigger,
+        not_before: Tick,
+        key: Option<Fingerprint>,
+    ) -> bool {
+        let Some(started) = self.refresh(node, settings, trigger, not_before).await else {
+            return false;
+        };
+        let events = self.shared.events.lock().await;
+        let newer = events.after(started);
+        let kinds = [CredentialKind::ConsumerKey, CredentialKind::ClientId];
+        let keys = self
+            .shared
+            .table
+            .add_owner_to_kinds(node.id, &kinds, &newer);
+        if let Some(redis) = &self.shared.redis {
+            redis.add_owner_to_kinds(node.id, &kinds, &newer).await;
         }
-        ok
+        if let Some(key) = key.filter(|key| !newer.contains(key)) {
+            self.own(key, node.id).await;
+        }
+        drop(events);
+        // One per node per key event: debug (failures are warnings; the counters have the rest).
+        tracing::debug!(node = %node.spec.name, trigger = trigger.as_str(), keys, "node refreshed");
+        true
     }
 
     /// The `refresh` strategy: `node` was chosen for a request carrying `key` it does not hold; refresh it
@@ -98,11 +158,14 @@ impl Refreshes {
         settings: &RefreshSettings,
         key: Fingerprint,
     ) -> bool {
-        let ok = self.refresh(node, settings, RefreshTrigger::Route).await;
-        if ok {
-            self.own(key, node.id).await;
+        let not_before = self.shared.refresher.tick();
+        match self
+            .refresh(node, settings, RefreshTrigger::Route, not_before)
+            .await
+        {
+            Some(started) => self.own_since(key, node.id, started).await,
+            None => false,
         }
-        ok
     }
 
     /// The `pin+refresh` strategy: refresh `missing` nodes in the background, skipping nodes already being
@@ -129,7 +192,8 @@ impl Refreshes {
                         return;
                     }
                 }
-                this.refresh_and_own(&node, &settings, RefreshTrigger::Route)
+                // Any refresh in flight will do: what it may own is decided by when it started.
+                this.refresh_then_own(&node, &settings, RefreshTrigger::Route, 0, None)
                     .await;
             });
         }
@@ -144,13 +208,16 @@ impl Refreshes {
         key: Fingerprint,
     ) {
         let this = self.clone();
+        let not_before = self.shared.refresher.tick();
         self.spawn(async move {
-            if this
-                .refresh_and_own(&stale, &settings, RefreshTrigger::StaleAnswer)
-                .await
-            {
-                this.own(key, stale.id).await;
-            }
+            this.refresh_then_own(
+                &stale,
+                &settings,
+                RefreshTrigger::StaleAnswer,
+                not_before,
+                Some(key),
+            )
+            .await;
         });
     }
 
@@ -182,7 +249,7 @@ impl Refreshes {
                 let (pool, settings) = current();
                 for node in pool.nodes() {
                     if pool.healthy().contains(node.id) {
-                        this.refresh_and_own(node, &settings, RefreshTrigger::Timer)
+                        this.refresh_then_own(node, &settings, RefreshTrigger::Timer, 0, None)
                             .await;
                     }
                 }
@@ -190,19 +257,26 @@ impl Refreshes {
         });
     }
 
-    /// One counted refresh of `node`.
+    /// One counted refresh of `node` that started at `not_before` or later; its start tick on success.
     async fn refresh(
         &self,
         node: &Arc<Node>,
         settings: &RefreshSettings,
         trigger: RefreshTrigger,
-    ) -> bool {
+        not_before: Tick,
+    ) -> Option<Tick> {
         if !settings.enabled() {
-            return false;
+            return None;
         }
-        let ok = self.shared.refresher.refresh(node, settings).await;
-        self.shared.metrics.observe_refresh(trigger, ok);
-        ok
+        let started = self
+            .shared
+            .refresher
+            .refresh(node, settings, not_before)
+            .await;
+        self.shared
+            .metrics
+            .observe_refresh(trigger, started.is_some());
+        started
     }
 
     /// Runs `work` on the tracker until it finishes or the application stops.
@@ -213,8 +287,19 @@ impl Refreshes {
         });
     }
 
+    /// Marks `node` an owner of `key` after a refresh that started at `started`, unless `key` had an event
+    /// since. Whether it now owns the key.
+    pub(super) async fn own_since(&self, key: Fingerprint, node: NodeId, started: Tick) -> bool {
+        let events = self.shared.events.lock().await;
+        if events.after(started).contains(&key) {
+            return false;
+        }
+        self.own(key, node).await;
+        true
+    }
+
     /// Marks `node` an owner of `key` (a refresh succeeded), in the shared store too.
-    pub(super) async fn own(&self, key: Fingerprint, node: NodeId) {
+    async fn own(&self, key: Fingerprint, node: NodeId) {
         self.shared.table.add_owner(key, node);
         if let Some(redis) = &self.shared.redis {
             redis.add_owner(key, node).await;
@@ -226,12 +311,14 @@ impl Refreshes {
         self.shared.redis.as_ref()
     }
 
-    /// Counts and runs one refresh attempt of a fan-out.
+    /// Counts and runs one refresh attempt of a fan-out: a refresh that started at `not_before` or later.
     pub(super) async fn fan_out_attempt(
         &self,
         node: &Arc<Node>,
         settings: &RefreshSettings,
-    ) -> bool {
-        self.refresh(node, settings, RefreshTrigger::KeyEvent).await
+        not_before: Tick,
+    ) -> Option<Tick> {
+        self.refresh(node, settings, RefreshTrigger::KeyEvent, not_before)
+            .await
     }
 }

@@ -342,7 +342,7 @@ impl Replayer<'_> {
             }
             Record::AddOwnerToKinds { node, kinds } => {
                 if let Some(node) = self.ids[node.index()] {
-                    table.add_owner_to_kinds(node, &kinds);
+                    table.add_owner_to_kinds(node, &kinds, &[]);
                 }
             }
             // Owners not in the pool are already dropped by the mapping; a node removed and then re-added
@@ -851,9 +851,15 @@ mod tests {
         // Approval: forget, then learn on the approver.
         assert!(table.forget(fp(4)));
         table.learn(fp(4), ClientId, node(2), HOUR, NOW);
+        // A key approved after the refresh of node 1 started: the refresh must not make node 1 its owner.
+        table.learn(fp(7), ConsumerKey, node(2), HOUR, NOW);
         assert_eq!(
-            table.add_owner_to_kinds(node(1), &[ConsumerKey, ClientId]),
+            table.add_owner_to_kinds(node(1), &[ConsumerKey, ClientId], &[fp(7)]),
             2
+        );
+        assert_eq!(
+            table.lookup(fp(7), NOW).unwrap().owners(),
+            NodeSet::single(node(2))
         );
         assert_eq!(table.remove_node(node(0)), 1);
     }
@@ -864,16 +870,16 @@ mod tests {
         let (table, _) = open(&dir, &three());
         mutate(&table);
         let before = sorted(&table);
-        assert_eq!(before.len(), 4);
-        assert_eq!(table.journal_stats().unwrap().records, 14);
+        assert_eq!(before.len(), 5);
+        assert_eq!(table.journal_stats().unwrap().records, 16);
         // No snapshot, no shutdown: what a `kill -9` leaves.
         drop(table);
         let (reopened, report) = open(&dir, &three());
         assert_eq!(sorted(&reopened), before);
         assert_eq!(report.snapshot.restored, 0);
         assert_eq!(
-            report.journal.records, 15,
-            "14 mutations and the names record"
+            report.journal.records, 17,
+            "15 mutations, the exception's restoring put and the names record"
         );
         assert_eq!(report.journal.damaged_segments, 0);
         assert_eq!(dir.files(), ["table.journal", "table.key"]);
@@ -1183,7 +1189,7 @@ mod tests {
                 }
             }
             if i % 400 == 0 {
-                table.add_owner_to_kinds(node(t as usize % 3), &[CredentialKind::ConsumerKey]);
+                table.add_owner_to_kinds(node(t as usize % 3), &[CredentialKind::ConsumerKey], &[]);
             }
         }
     }

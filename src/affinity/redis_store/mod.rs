@@ -363,13 +363,19 @@ impl RedisStore {
             .await;
     }
 
-    /// After a refresh of `node`: it holds every key of `kinds` this instance knows; tells Redis so.
-    pub async fn add_owner_to_kinds(&self, node: NodeId, kinds: &[CredentialKind]) {
+    /// After a refresh of `node`: it holds every key of `kinds` this instance knows, but those of `except`
+    /// (events since the refresh started); tells Redis so.
+    pub async fn add_owner_to_kinds(
+        &self,
+        node: NodeId,
+        kinds: &[CredentialKind],
+        except: &[Fingerprint],
+    ) {
         let keys: Vec<Fingerprint> = self
             .inner
             .table
             .entries()
-            .filter(|(_, e)| kinds.contains(&e.kind()))
+            .filter(|(fp, e)| kinds.contains(&e.kind()) && !except.contains(fp))
             .map(|(fp, _)| fp)
             .collect();
         for batch in keys.chunks(WRITE_BACK_BATCH) {

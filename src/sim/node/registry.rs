@@ -15,8 +15,11 @@ use crate::secret::Secret;
 impl NodeState {
     pub(super) fn register_key(&self, name: &str, secret: Secret) -> String {
         let key = random_hex(16);
+        // The node's memory is locked across the repository write, as in `login`: a login reloading the
+        // registry meanwhile must not overwrite the new key with a copy read before it existed.
+        let mut mem = lock(&self.memory);
         let record = self.repository.insert_consumer(&key, name, secret);
-        lock(&self.memory).registry.insert(key.clone(), record);
+        mem.registry.insert(key.clone(), record);
         key
     }
 
@@ -78,10 +81,13 @@ impl NodeState {
             );
             return html(StatusCode::OK, page);
         }
+        // Memory locked across the repository write (see `register_key`).
+        let mut mem = lock(&self.memory);
         self.repository.approve(key);
-        if let Some(r) = lock(&self.memory).registry.get_mut(key) {
+        if let Some(r) = mem.registry.get_mut(key) {
             r.approved = true;
         }
+        drop(mem);
         text(StatusCode::OK, "approved")
     }
 }

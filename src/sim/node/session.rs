@@ -25,12 +25,14 @@ impl NodeState {
         let Some(user) = self.repository.authenticate(user, pass) else {
             return text(StatusCode::UNAUTHORIZED, "login failed");
         };
-        let snapshot = self.repository.consumers();
         let session = format!("{}:{}", random_hex(12), self.config.clone_id);
         let name = user.name.clone();
         {
+            // The repository is read with the node's memory locked, so a registration or approval made on
+            // this node meanwhile (which holds the same lock across its repository write) is never undone by
+            // a copy read before it.
             let mut mem = lock(&self.memory);
-            mem.registry = snapshot;
+            mem.registry = self.repository.consumers();
             mem.sessions.insert(session.clone(), user);
         }
         self.stats.logins.fetch_add(1, Ordering::Relaxed);
