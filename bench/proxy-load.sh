@@ -15,6 +15,10 @@
 #        tokenroute-aware   `token_aware = true`, the same OAuth requests; 80% carry a token the proxy has
 #                           learned (the table is warmed first through the proxy, from the origins' own
 #                           request-token answers), 20% an unknown one;
+#        tokenroute-aware-redis the same with `[affinity] store = "redis"` against a redis-server started here
+#                           (on core 1): the learned tokens are cached locally and in Redis, so the ratio
+#                           to tokenroute-aware is what sharing the table costs a request (issue 11; the
+#                           proxy's CPU only, not Redis's);
 #   5. prints a table and writes bench-results/proxy-load-<time>.txt and .json.
 #
 # Figures per case: requests/s, p50 and p99 latency (wrk --latency), and the CPU time the proxy process
@@ -53,7 +57,7 @@ DURATION=10
 WARMUP=2
 ORIGINS=3
 TOKENS=2000
-CASES="direct,haproxy,haproxy-hdr,nginx,tokenroute,tokenroute-hdr,tokenroute-aware"
+CASES="direct,haproxy,haproxy-hdr,nginx,tokenroute,tokenroute-hdr,tokenroute-aware,tokenroute-aware-redis"
 INSTALL=1
 BUILD=1
 OUT=bench-results
@@ -93,6 +97,9 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_install+=(nginx-li
 command -v wrk >/dev/null || need_install+=(wrk)
 command -v taskset >/dev/null || need_install+=(util-linux)
 command -v python3 >/dev/null || need_install+=(python3)
+if has_case tokenroute-aware-redis; then
+    command -v redis-server >/dev/null || need_install+=(redis-server)
+fi
 if [ ${#need_install[@]} -gt 0 ]; then
     [ "$INSTALL" = 1 ] || die "missing: ${need_install[*]} (run without --no-install)"
     SUDO=""
@@ -324,6 +331,7 @@ tokenroute_config() {
     if [ "$routing" = 1 ]; then
         printf '[routing]\ntoken_aware = %s\npresets = ["oslc"]\n' "$aware"
     fi
+    printf '%s\n' "${STORE_TEXT:-}"
 }
 
 # Whether this build knows the [routing] section (it landed after this script was written).
@@ -365,6 +373,25 @@ if has_case tokenroute-aware; then
     else
         NOTES+=("tokenroute-aware skipped: this tokenroute build has no [routing] section")
     fi
+fi
+
+if has_case tokenroute-aware-redis && [ "$ROUTING" = 1 ]; then
+    REDIS_PORT=$(free_port)
+    log "redis-server on core 1"
+    taskset -c 1 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
+        >"$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    wait_port "$REDIS_PORT" redis-server "$WORK/redis.log"
+    STORE_TEXT=$(printf '[affinity]\nstore = "redis"\nfingerprint_key_file = "%s/fingerprint.key"\n\n[affinity.redis]\nurl = "redis://127.0.0.1:%s/0"\n' "$WORK" "$REDIS_PORT")
+    start_tokenroute tokenroute-aware-redis true
+    log "warming: $KNOWN request tokens issued by the origins through the proxy (learned locally and in Redis)"
+    learned=$(taskset -c 1 "$ORIGIN" warm "http://127.0.0.1:$TR_PORT" "$KNOWN")
+    NOTES+=("tokenroute-aware-redis: $learned tokens learned through the proxy into Redis before the run")
+    run_load tokenroute-aware-redis "$TR_PORT" "$TR_PID" "$WORK/oauth.lua" "$KNOWN" "$TOTAL"
+    stop "$TR_PID"
+    stop "$REDIS_PID"
+    STORE_TEXT=""
 fi
 
 # ---------------------------------------------------------------------------------------------- report
@@ -440,6 +467,7 @@ def cpu_cmp(a, b, label):
 cpu_cmp("tokenroute-aware", "tokenroute-hdr", "token-aware vs plain, same OAuth requests")
 cpu_cmp("tokenroute-aware", "tokenroute", "token-aware (OAuth requests) vs plain (bare requests)")
 cpu_cmp("tokenroute-hdr", "tokenroute", "plain with OAuth header vs plain bare (header bytes alone)")
+cpu_cmp("tokenroute-aware-redis", "tokenroute-aware", "Redis store vs memory store, token-aware")
 
 # Issue 12's load targets: (label, case, key, baseline case, bound, lower_is_better).
 targets = [
@@ -449,6 +477,15 @@ targets = [
     ("token-aware CPU per request <= 1.05x plain, same OAuth requests", "tokenroute-aware", "cpu_us_per_req",
      "tokenroute-hdr", 1.05, True),
 ]
+# Issue 11's load target, and the p99 it asks to report.
+if "tokenroute-aware-redis" in by and "tokenroute-aware" in by:
+    a, b = by["tokenroute-aware-redis"], by["tokenroute-aware"]
+    extra.append("")
+    extra.append("target (issue 11):")
+    if a["cpu_us_per_req"] and b["cpu_us_per_req"]:
+        r = a["cpu_us_per_req"] / b["cpu_us_per_req"]
+        extra.append(f"  Redis store CPU per request <= 1.10x the memory store's: {r:.2f}x  {'PASS' if r <= 1.10 else 'MISS'}")
+    extra.append(f"  Redis store p99 / memory store p99: {a['p99_ms'] / b['p99_ms']:.2f}x (reported)")
 extra.append("")
 extra.append(f"targets (issue 12; {meta['connections']} connections, {meta.get('body_bytes', 13)}-byte answers):")
 for label, case, key, base_case, bound, lower in targets:

@@ -504,3 +504,73 @@ async fn a_table_exported_from_a_snapshot_and_imported_into_redis_routes_to_the_
     cluster.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The read-through's negative cache (issue 11's CPU target): an absence Redis reported is trusted for a moment,
+/// so a credential no instance learned costs no round trip per request; it ends at once when another instance
+/// publishes a change of that credential, and on its own after its TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absence_read_through_is_cached_until_its_ttl_or_a_published_change() {
+    use tokenroute::affinity::{unix_now, NodeId};
+    use tokenroute::oauth::CredentialKind;
+    let Some(redis) = RedisServer::start_or_skip() else {
+        return;
+    };
+    let cluster = Cluster::builder().nodes(3).start().await.unwrap();
+    let key = key_file("absent");
+    let config = shared_config(&cluster, &redis, &key, "pin");
+    let a = spawn_proxy(&config).await;
+    let b = spawn_proxy(&config).await;
+    let (store_a, store_b) = (a.proxy.redis().unwrap(), b.proxy.redis().unwrap());
+    for store in [store_a, store_b] {
+        let store = store.clone();
+        eventually("Redis in use", Duration::from_secs(10), async || {
+            store.is_up()
+        })
+        .await;
+    }
+    let now = unix_now();
+    let hour = Duration::from_secs(3600);
+    let node = NodeId::new(1).unwrap();
+    let (issued, unseen, published) = (
+        a.proxy.fingerprint("issued"),
+        a.proxy.fingerprint("unseen"),
+        a.proxy.fingerprint("published"),
+    );
+    store_a
+        .learn(issued, CredentialKind::AccessToken, node, hour, now)
+        .await;
+
+    // B asks for `unseen`: Redis has nothing. Then the entry appears in Redis without a published change
+    // (copied by hand): B still trusts the absence, without a round trip, until the TTL has passed.
+    assert_eq!(store_b.read_through(&[unseen], now).await, 0);
+    let copied = redis.command(&format!("COPY tokenroute:e:{issued} tokenroute:e:{unseen}"));
+    assert!(copied.starts_with(":1"), "{copied}");
+    assert_eq!(
+        store_b.read_through(&[unseen], now).await,
+        0,
+        "cached absence"
+    );
+    assert_eq!(
+        store_b.read_through(&[unseen], now + 2).await,
+        1,
+        "an absence is trusted for 2 s at most"
+    );
+
+    // An absence ends as soon as another instance publishes a change of the credential.
+    assert_eq!(store_b.read_through(&[published], now).await, 0);
+    store_a
+        .learn(published, CredentialKind::AccessToken, node, hour, now)
+        .await;
+    let b_store = store_b.clone();
+    eventually(
+        "the published change ends the absence",
+        Duration::from_secs(5),
+        async || b_store.read_through(&[published], now).await == 1,
+    )
+    .await;
+
+    a.shutdown().await;
+    b.shutdown().await;
+    cluster.shutdown().await;
+    let _ = std::fs::remove_file(&key);
+}

@@ -5,6 +5,7 @@ use super::*;
 
 impl RedisStore {
     pub(super) fn mark_down(&self, why: &StoreError) {
+        self.inner.absent.clear();
         if self.inner.up.swap(false, Ordering::AcqRel) {
             self.inner.outages.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %crate::logging::error_chain(why), "Redis store unavailable; routing and learning from this instance's table until it answers");
@@ -87,6 +88,8 @@ impl RedisStore {
             fresh,
         } = connected;
         *self.inner.conns.write() = conns;
+        // Changes published while the subscription was down were missed.
+        self.inner.absent.clear();
         let written = self.write_back(fresh).await;
         if !self.inner.up.swap(true, Ordering::AcqRel) {
             tracing::info!(
@@ -214,6 +217,7 @@ impl RedisStore {
         if change.origin == self.inner.origin.as_bytes() {
             return;
         }
+        self.inner.absent.forget(&change.fp);
         match change.entry {
             Some(entry) => self
                 .inner

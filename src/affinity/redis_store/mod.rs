@@ -10,13 +10,15 @@
 //! - **Seen by the others**: each script publishes the entry's new state on one channel; every instance applies
 //!   what the others publish to its cache (push). A request whose credentials miss the local cache reads them
 //!   through from Redis in one round trip (pull), so a change made just before is found even if its message
-//!   has not arrived yet.
+//!   has not arrived yet. An answer "not there" is remembered for a second or two, until a published change or
+//!   a reconnection ends it ([`absent`]), so a credential no instance learned costs no round trip per request.
 //! - **Same key everywhere**: joining records the key's check value (and the node name ↔ id map, since owner
 //!   sets are bitsets of ids) and refuses an instance that differs.
 //! - **Redis unavailable**: operations fail fast (command timeout), the instance routes and learns from its own
 //!   table, counts it, and logs once per change of state; a supervisor reconnects with backoff, writes back
 //!   what was learned meanwhile (everything, if Redis came back empty), and resubscribes.
 
+mod absent;
 mod link;
 mod scripts;
 mod wire;
@@ -199,6 +201,8 @@ struct Inner {
     up: AtomicBool,
     /// Set by an operation that found Redis gone: wakes the supervisor.
     lost: Notify,
+    /// Fingerprints Redis just said it does not hold.
+    absent: absent::Absent,
     /// Fingerprints changed while Redis was unavailable: written back on reconnection. Bounded by the table's
     /// size; a `Mutex` taken only on the degraded path and by the write-back.
     dirty: Mutex<HashSet<Fingerprint>>,
@@ -272,6 +276,7 @@ impl RedisStore {
                 next: AtomicUsize::new(0),
                 up: AtomicBool::new(false),
                 lost: Notify::new(),
+                absent: absent::Absent::default(),
                 dirty: Mutex::new(HashSet::new()),
                 refused: AtomicBool::new(false),
                 scripts: Scripts::new(),
@@ -385,10 +390,17 @@ impl RedisStore {
 
     /// Reads `fps` (credentials a request carries that the local table does not know) from Redis into the
     /// local table, in one round trip. Returns how many were found. Nothing is read while Redis is unavailable.
+    /// Fingerprints Redis answered it does not hold are not asked for again for a moment ([`absent`]).
     pub async fn read_through(&self, fps: &[Fingerprint], now: u64) -> usize {
-        if fps.is_empty() {
+        let absent = &self.inner.absent;
+        if fps.is_empty() || absent.all_absent(fps, now) {
             return 0;
         }
+        let fps: Vec<Fingerprint> = fps
+            .iter()
+            .copied()
+            .filter(|fp| !absent.all_absent(std::slice::from_ref(fp), now))
+            .collect();
         let keys: Vec<String> = fps.iter().map(|fp| self.entry_key(*fp)).collect();
         let script = &self.inner.scripts.fetch;
         let answer: Option<Vec<Value>> = self
@@ -402,15 +414,23 @@ impl RedisStore {
             .await;
         let Some(values) = answer else { return 0 };
         let mut found = 0;
+        let mut missing = Vec::new();
         for (fp, pair) in fps.iter().zip(values.chunks_exact(2)) {
-            let (Value::BulkString(value), Value::Int(expires_ms)) = (&pair[0], &pair[1]) else {
-                continue;
+            let entry = match (&pair[0], &pair[1]) {
+                (Value::BulkString(value), Value::Int(expires_ms)) => {
+                    wire::decode(value, *expires_ms)
+                }
+                _ => None,
             };
-            if let Some(entry) = wire::decode(value, *expires_ms) {
-                self.inner.table.put(*fp, entry, now);
-                found += 1;
+            match entry {
+                Some(entry) => {
+                    self.inner.table.put(*fp, entry, now);
+                    found += 1;
+                }
+                None => missing.push(*fp),
             }
         }
+        absent.record(missing, now);
         self.inner
             .read_through
             .fetch_add(found as u64, Ordering::Relaxed);
