@@ -22,7 +22,8 @@
 //! - [`proxy`]: one request, a file per stage: check → classify → forward → repair → learn.
 //! - [`server`]: listeners, the PROXY protocol, TLS termination, connection caps, graceful drain; `reload`.
 //! - [`app`]: the whole application under one cancellation tree ([`app::App`]); `main`, the demo and the tests
-//!   run it.
+//!   run it. [`fuzzing`]: the bodies of the fuzz targets (`fuzz/`), one per parser of untrusted bytes, also
+//!   replayed over the committed corpora by `cargo test`.
 //! - `sim` and `demo`: the stand-ins (OAuth 1 CQ-Web-like nodes and a signing consumer, an OAuth 2 / OIDC
 //!   server and client, the flow load tester) and `tokenroute demo`; compiled only with the cargo feature `sim`
 //!   (on by default).
@@ -37,6 +38,7 @@ pub mod app;
 pub mod config;
 #[cfg(feature = "sim")]
 pub mod demo;
+pub mod fuzzing;
 pub mod logging;
 pub mod metrics;
 pub mod oauth;

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["proxy"],
     &["server"],
-    &["app"],
+    &["app", "fuzzing"],
     &["sim"],
     &["demo"],
 ];

@@ -17,6 +17,7 @@ mod crash;
 #[cfg(feature = "sim")]
 mod demo;
 mod edge;
+mod fuzz_corpora;
 mod layers;
 mod listener_certificates;
 #[cfg(feature = "sim")]
