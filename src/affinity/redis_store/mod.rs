@@ -11,15 +11,15 @@
 //!   what the others publish to its cache (push). A request whose credentials miss the local cache reads them
 //!   through from Redis in one round trip (pull), so a change made just before is found even if its message
 //!   has not arrived yet. An answer "not there" is remembered for a second or two, until a published change or
-//!   a reconnection ends it ([`absent`]), so a credential no instance learned costs no round trip per request.
+//!   a reconnection ends it ([`read_through`]), so a credential no instance learned costs no round trip per request.
 //! - **Same key everywhere**: joining records the key's check value (and the node name ↔ id map, since owner
 //!   sets are bitsets of ids) and refuses an instance that differs.
 //! - **Redis unavailable**: operations fail fast (command timeout), the instance routes and learns from its own
 //!   table, counts it, and logs once per change of state; a supervisor reconnects with backoff, writes back
 //!   what was learned meanwhile (everything, if Redis came back empty), and resubscribes.
 
-mod absent;
 mod link;
+mod read_through;
 mod scripts;
 mod wire;
 
@@ -33,7 +33,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, IntoConnectionInfo, RedisError, Value};
+use redis::{AsyncConnectionConfig, IntoConnectionInfo, RedisError};
 use thiserror::Error;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -202,7 +202,7 @@ struct Inner {
     /// Set by an operation that found Redis gone: wakes the supervisor.
     lost: Notify,
     /// Fingerprints Redis just said it does not hold.
-    absent: absent::Absent,
+    absent: read_through::Absent,
     /// Fingerprints changed while Redis was unavailable: written back on reconnection. Bounded by the table's
     /// size; a `Mutex` taken only on the degraded path and by the write-back.
     dirty: Mutex<HashSet<Fingerprint>>,
@@ -276,7 +276,7 @@ impl RedisStore {
                 next: AtomicUsize::new(0),
                 up: AtomicBool::new(false),
                 lost: Notify::new(),
-                absent: absent::Absent::default(),
+                absent: read_through::Absent::default(),
                 dirty: Mutex::new(HashSet::new()),
                 refused: AtomicBool::new(false),
                 scripts: Scripts::new(),
@@ -386,55 +386,6 @@ impl RedisStore {
         for batch in keys.chunks(WRITE_BACK_BATCH) {
             futures_util::future::join_all(batch.iter().map(|&fp| self.add_owner(fp, node))).await;
         }
-    }
-
-    /// Reads `fps` (credentials a request carries that the local table does not know) from Redis into the
-    /// local table, in one round trip. Returns how many were found. Nothing is read while Redis is unavailable.
-    /// Fingerprints Redis answered it does not hold are not asked for again for a moment ([`absent`]).
-    pub async fn read_through(&self, fps: &[Fingerprint], now: u64) -> usize {
-        let absent = &self.inner.absent;
-        if fps.is_empty() || absent.all_absent(fps, now) {
-            return 0;
-        }
-        let fps: Vec<Fingerprint> = fps
-            .iter()
-            .copied()
-            .filter(|fp| !absent.all_absent(std::slice::from_ref(fp), now))
-            .collect();
-        let keys: Vec<String> = fps.iter().map(|fp| self.entry_key(*fp)).collect();
-        let script = &self.inner.scripts.fetch;
-        let answer: Option<Vec<Value>> = self
-            .run(|mut conn| async move {
-                let mut invocation = script.prepare_invoke();
-                for key in &keys {
-                    invocation.key(key);
-                }
-                invocation.invoke_async(&mut conn).await
-            })
-            .await;
-        let Some(values) = answer else { return 0 };
-        let mut found = 0;
-        let mut missing = Vec::new();
-        for (fp, pair) in fps.iter().zip(values.chunks_exact(2)) {
-            let entry = match (&pair[0], &pair[1]) {
-                (Value::BulkString(value), Value::Int(expires_ms)) => {
-                    wire::decode(value, *expires_ms)
-                }
-                _ => None,
-            };
-            match entry {
-                Some(entry) => {
-                    self.inner.table.put(*fp, entry, now);
-                    found += 1;
-                }
-                None => missing.push(*fp),
-            }
-        }
-        absent.record(missing, now);
-        self.inner
-            .read_through
-            .fetch_add(found as u64, Ordering::Relaxed);
-        found
     }
 
     /// Takes the cluster-wide lease to refresh `node` for the key event `event` of `key`, for `ttl`: `true`

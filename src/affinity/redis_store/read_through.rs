@@ -1,6 +1,7 @@
-//! Fingerprints Redis was just asked for and did not hold: the read-through's negative cache.
+//! Reading a local miss through from Redis ([`RedisStore::read_through`]), and its negative cache: fingerprints
+//! Redis was just asked for and did not hold.
 //!
-//! A request whose credential misses the local cache reads it through from Redis. Without this, a credential
+//! A request whose credential misses the local cache reads it through from Redis. Without the cache, a credential
 //! nobody ever learned (a consumer key that only the nodes know, a client's stale or bogus token) costs a Redis
 //! round trip on every request that carries it. An answer "absent" is remembered for [`TTL_SECS`]; a change
 //! another instance publishes for the fingerprint forgets it at once (and puts the entry in the local table,
@@ -10,10 +11,64 @@
 //! one instance before another learned it) to a couple of seconds of policy routing, which repair covers.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
+use redis::Value;
 
+use super::{wire, RedisStore};
 use crate::affinity::Fingerprint;
+
+impl RedisStore {
+    /// Reads `fps` (credentials a request carries that the local table does not know) from Redis into the
+    /// local table, in one round trip. Returns how many were found. Nothing is read while Redis is unavailable.
+    /// Fingerprints Redis answered it does not hold are not asked for again for a moment ([`absent`]).
+    pub async fn read_through(&self, fps: &[Fingerprint], now: u64) -> usize {
+        let absent = &self.inner.absent;
+        if fps.is_empty() || absent.all_absent(fps, now) {
+            return 0;
+        }
+        let fps: Vec<Fingerprint> = fps
+            .iter()
+            .copied()
+            .filter(|fp| !absent.all_absent(std::slice::from_ref(fp), now))
+            .collect();
+        let keys: Vec<String> = fps.iter().map(|fp| self.entry_key(*fp)).collect();
+        let script = &self.inner.scripts.fetch;
+        let answer: Option<Vec<Value>> = self
+            .run(|mut conn| async move {
+                let mut invocation = script.prepare_invoke();
+                for key in &keys {
+                    invocation.key(key);
+                }
+                invocation.invoke_async(&mut conn).await
+            })
+            .await;
+        let Some(values) = answer else { return 0 };
+        let mut found = 0;
+        let mut missing = Vec::new();
+        for (fp, pair) in fps.iter().zip(values.chunks_exact(2)) {
+            let entry = match (&pair[0], &pair[1]) {
+                (Value::BulkString(value), Value::Int(expires_ms)) => {
+                    wire::decode(value, *expires_ms)
+                }
+                _ => None,
+            };
+            match entry {
+                Some(entry) => {
+                    self.inner.table.put(*fp, entry, now);
+                    found += 1;
+                }
+                None => missing.push(*fp),
+            }
+        }
+        absent.record(missing, now);
+        self.inner
+            .read_through
+            .fetch_add(found as u64, Ordering::Relaxed);
+        found
+    }
+}
 
 /// How long (whole seconds of Unix time, so 1 to 2 s) an absence is trusted.
 pub(super) const TTL_SECS: u64 = 2;
