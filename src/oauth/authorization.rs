@@ -110,7 +110,13 @@ pub(crate) fn parse_borrowed(value: &[u8]) -> Result<AuthorizationRef<'_>, OAuth
         return Err(OAuthError::Malformed("invalid character in scheme"));
     }
     if scheme.eq_ignore_ascii_case(b"OAuth") {
-        parse_oauth_params(&mut cur).map(AuthorizationRef::OAuth)
+        // Every byte of an OAuth header is ASCII in its grammar (tchar names, visible-ASCII quoted values,
+        // separators): checked once here, so that each name and value is then sliced out of one `&str`.
+        let text = match std::str::from_utf8(value) {
+            Ok(text) if text.is_ascii() => text,
+            _ => return Err(OAuthError::Malformed("non-ASCII byte in an OAuth header")),
+        };
+        parse_oauth_params(text, &mut cur).map(AuthorizationRef::OAuth)
     } else if scheme.eq_ignore_ascii_case(b"Bearer") {
         parse_bearer(&mut cur)
     } else {
@@ -173,8 +179,13 @@ pub fn basic_client_id(value: &[u8]) -> Result<Option<CredentialValue>, OAuthErr
 
 type BorrowedParams<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
-fn parse_oauth_params<'a>(cur: &mut Cursor<'a>) -> Result<BorrowedParams<'a>, OAuthError> {
-    let mut params: BorrowedParams<'a> = Vec::new();
+/// The parameters of an OAuth header; `text` is the whole header value (`cur` reads its bytes), all ASCII.
+fn parse_oauth_params<'a>(
+    text: &'a str,
+    cur: &mut Cursor<'a>,
+) -> Result<BorrowedParams<'a>, OAuthError> {
+    // A signed request carries 7 or 8 parameters: one allocation.
+    let mut params: BorrowedParams<'a> = Vec::with_capacity(8);
     loop {
         cur.skip_ws();
         if cur.at_end() {
@@ -183,7 +194,9 @@ fn parse_oauth_params<'a>(cur: &mut Cursor<'a>) -> Result<BorrowedParams<'a>, OA
         if cur.eat(b',') {
             continue; // empty list element (RFC 7230 §7)
         }
+        let name_at = cur.i;
         let raw_name = cur.take_while(is_tchar);
+        let name_range = name_at..cur.i;
         if raw_name.is_empty() {
             return Err(OAuthError::Malformed("expected a parameter name"));
         }
@@ -192,8 +205,9 @@ fn parse_oauth_params<'a>(cur: &mut Cursor<'a>) -> Result<BorrowedParams<'a>, OA
             return Err(OAuthError::Malformed("expected '=' after a parameter name"));
         }
         cur.skip_ws();
-        let raw_value = if cur.eat(b'"') {
-            let rest = &cur.s[cur.i..];
+        let value_range = if cur.eat(b'"') {
+            let start = cur.i;
+            let rest = &cur.s[start..];
             let v = &rest[..rest.iter().position(|&b| b == b'"').unwrap_or(rest.len())];
             cur.i += v.len();
             if !cur.eat(b'"') {
@@ -204,16 +218,18 @@ fn parse_oauth_params<'a>(cur: &mut Cursor<'a>) -> Result<BorrowedParams<'a>, OA
             if v.iter().any(|&b| !(0x21..0x7f).contains(&b) || b == b'\\') {
                 return Err(OAuthError::Malformed("invalid character in a quoted value"));
             }
-            v
+            start..start + v.len()
         } else {
-            cur.take_while(is_tchar)
+            let start = cur.i;
+            cur.take_while(is_tchar);
+            start..cur.i
         };
         cur.skip_ws();
         if !cur.at_end() && !cur.eat(b',') {
             return Err(OAuthError::Malformed("expected ',' between parameters"));
         }
 
-        let name = decode(raw_name)?;
+        let name = decode(&text[name_range])?;
         if name.eq_ignore_ascii_case("realm") {
             continue;
         }
@@ -223,7 +239,7 @@ fn parse_oauth_params<'a>(cur: &mut Cursor<'a>) -> Result<BorrowedParams<'a>, OA
         if params.len() == MAX_PARAMS {
             return Err(OAuthError::TooManyParameters { max: MAX_PARAMS });
         }
-        params.push((name, decode(raw_value)?));
+        params.push((name, decode(&text[value_range])?));
     }
     Ok(params)
 }
@@ -247,10 +263,8 @@ fn parse_bearer<'a>(cur: &mut Cursor<'a>) -> Result<AuthorizationRef<'a>, OAuthE
     Ok(AuthorizationRef::Bearer(token))
 }
 
-fn decode(raw: &[u8]) -> Result<Cow<'_, str>, OAuthError> {
-    // `raw` holds only visible ASCII here (tchar or checked quoted content), so it is valid UTF-8.
-    let s = std::str::from_utf8(raw).map_err(|_| OAuthError::Malformed("non-ASCII parameter"))?;
-    percent::decode_borrowed(s).map_err(OAuthError::Encoding)
+fn decode(raw: &str) -> Result<Cow<'_, str>, OAuthError> {
+    percent::decode_borrowed(raw).map_err(OAuthError::Encoding)
 }
 
 /// RFC 7230 `tchar`.
