@@ -232,6 +232,19 @@ impl Slots {
         }
     }
 
+    /// Shards, for [`Slots::copy_shard`].
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Replaces `out`'s contents with a copy of shard `i`'s entries (under its read lock).
+    pub(crate) fn copy_shard(&self, i: usize, out: &mut Vec<(Fingerprint, Entry)>) {
+        out.clear();
+        if let Some(lock) = self.shards.get(i) {
+            out.extend(lock.read().slots.iter().flatten().copied());
+        }
+    }
+
     /// Visits a copy of every entry, read-locking one shard at a time.
     pub(crate) fn for_each(&self, mut visit: impl FnMut(Fingerprint, Entry)) {
         for lock in self.shards.iter() {

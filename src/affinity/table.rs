@@ -419,11 +419,25 @@ impl Table {
     }
 
     /// A copy of every entry (fingerprints only, never credentials), for snapshots and the admin API. Copied
-    /// out so that no shard lock outlives the call.
+    /// out one shard at a time, so that no shard lock outlives a step and a snapshot of a million entries never
+    /// holds a second copy of the whole table (1/64 of it at most).
     pub fn entries(&self) -> impl Iterator<Item = (Fingerprint, Entry)> {
-        let mut copy = Vec::with_capacity(self.len());
-        self.shared.map.for_each(|fp, entry| copy.push((fp, entry)));
-        copy.into_iter()
+        let table = self.clone();
+        let mut shard = 0;
+        let mut chunk: Vec<(Fingerprint, Entry)> = Vec::new();
+        let mut next = 0;
+        std::iter::from_fn(move || loop {
+            if let Some(&item) = chunk.get(next) {
+                next += 1;
+                return Some(item);
+            }
+            if shard == table.shared.map.shard_count() {
+                return None;
+            }
+            table.shared.map.copy_shard(shard, &mut chunk);
+            shard += 1;
+            next = 0;
+        })
     }
 
     /// Sets the entry of `fp` to what the shared store holds (a change another instance made, or a read-through
