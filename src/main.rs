@@ -13,6 +13,10 @@ use tokenroute::sim::cli::{FlowArgs, SimNodesArgs};
 #[cfg(feature = "sim")]
 use tokenroute::{demo, sim};
 
+/// The process's allocator (see Cargo.toml); the library leaves the choice to the program that links it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A reverse proxy and load balancer that routes OAuth flows to the node that can honour them.
 #[derive(Debug, Parser)]
 #[command(version, about)]
