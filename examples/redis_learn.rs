@@ -50,7 +50,14 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("tokenroute-redis-learn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut redis = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
         .args(["--appendonly", "no", "--dir"])
         .arg(&dir)
         .stdout(Stdio::null())
