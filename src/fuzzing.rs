@@ -7,14 +7,14 @@
 //!
 //! | target | reads | beyond "never panics" |
 //! |---|---|---|
-//! | [`config`] | `config.toml` text | a rejection renders a report that names a key or line |
-//! | [`authorization`] | an `Authorization` value (OAuth, Bearer, Basic) | at most `MAX_PARAMS` parameters |
-//! | [`request`] | a request head and form body | extraction is a pure function of its input |
-//! | [`response`] | a response's status, headers (`Location`, `Set-Cookie`) and JSON or form body | a 4xx/5xx teaches nothing |
-//! | [`percent`] | percent-encoded text and forms | `decode(encode(s)) == s` |
-//! | [`snapshot`] | a snapshot file | no entry restored that is already expired |
-//! | [`journal`] | a journal segment, raw or re-framed with valid checksums | a second replay finds nothing left to repair |
-//! | [`proxy_protocol`] | the start of a connection (PROXY v1/v2) | a complete header fits in the bytes read and in `MAX_V2` |
+//! | [`config()`] | `config.toml` text | a rejection renders a report that names a key or line |
+//! | [`authorization()`] | an `Authorization` value (OAuth, Bearer, Basic) | at most `MAX_PARAMS` parameters |
+//! | [`request()`] | a request head and form body | extraction is a pure function of its input |
+//! | [`response()`] | a response's status, headers (`Location`, `Set-Cookie`) and JSON or form body | a 4xx/5xx teaches nothing |
+//! | [`percent()`] | percent-encoded text and forms | `decode(encode(s)) == s` |
+//! | [`snapshot()`] | a snapshot file | no entry restored that is already expired |
+//! | [`journal()`] | a journal segment, raw or re-framed with valid checksums | a second replay finds nothing left to repair |
+//! | [`proxy_protocol()`] | the start of a connection (PROXY v1/v2) | a complete header fits in the bytes read and in `MAX_V2` |
 
 use std::path::Path;
 

@@ -22,7 +22,7 @@ use crate::affinity::Fingerprint;
 impl RedisStore {
     /// Reads `fps` (credentials a request carries that the local table does not know) from Redis into the
     /// local table, in one round trip. Returns how many were found. Nothing is read while Redis is unavailable.
-    /// Fingerprints Redis answered it does not hold are not asked for again for a moment ([`absent`]).
+    /// Fingerprints Redis answered it does not hold are not asked for again for a moment (see the module docs).
     pub async fn read_through(&self, fps: &[Fingerprint], now: u64) -> usize {
         let absent = &self.inner.absent;
         if fps.is_empty() || absent.all_absent(fps, now) {
