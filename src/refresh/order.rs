@@ -42,6 +42,15 @@ impl KeyEvents {
         self.recent.push_back((tick, at, key));
     }
 
+    /// Whether `key` had an event after `started`.
+    pub(super) fn changed_after(&self, key: &Fingerprint, started: Tick) -> bool {
+        self.recent
+            .iter()
+            .rev()
+            .take_while(|&&(tick, _, _)| tick > started)
+            .any(|(_, _, k)| k == key)
+    }
+
     /// The keys with an event after `started`: those a refresh that started then may not own.
     pub(super) fn after(&self, started: Tick) -> Vec<Fingerprint> {
         self.recent
@@ -73,6 +82,8 @@ mod tests {
         assert_eq!(events.after(5), vec![key("approved")]);
         assert!(events.after(7).is_empty());
         assert!(events.after(100).is_empty());
+        assert!(events.changed_after(&key("approved"), 5));
+        assert!(!events.changed_after(&key("registered"), 5));
     }
 
     #[test]

@@ -291,7 +291,7 @@ impl Refreshes {
     /// since. Whether it now owns the key.
     pub(super) async fn own_since(&self, key: Fingerprint, node: NodeId, started: Tick) -> bool {
         let events = self.shared.events.lock().await;
-        if events.after(started).contains(&key) {
+        if events.changed_after(&key, started) {
             return false;
         }
         self.own(key, node).await;

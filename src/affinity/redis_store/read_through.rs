@@ -28,11 +28,7 @@ impl RedisStore {
         if fps.is_empty() || absent.all_absent(fps, now) {
             return 0;
         }
-        let fps: Vec<Fingerprint> = fps
-            .iter()
-            .copied()
-            .filter(|fp| !absent.all_absent(std::slice::from_ref(fp), now))
-            .collect();
+        let fps = absent.not_absent(fps, now);
         let keys: Vec<String> = fps.iter().map(|fp| self.entry_key(*fp)).collect();
         let script = &self.inner.scripts.fetch;
         let answer: Option<Vec<Value>> = self
@@ -87,6 +83,15 @@ impl Absent {
         let until = self.until.lock();
         fps.iter()
             .all(|fp| until.get(fp).is_some_and(|&until| now < until))
+    }
+
+    /// Those of `fps` not known absent at `now` (one lock for all).
+    pub(super) fn not_absent(&self, fps: &[Fingerprint], now: u64) -> Vec<Fingerprint> {
+        let until = self.until.lock();
+        fps.iter()
+            .copied()
+            .filter(|fp| until.get(fp).is_none_or(|&until| now >= until))
+            .collect()
     }
 
     /// Redis answered, at `now`, that it holds none of `fps`.
