@@ -41,6 +41,10 @@
 #   --no-build        use the binaries already in target/release
 #   --body-bytes N    size of the origins' plain answer (default 13; issue 12 also asks for 16384)
 #   --out DIR         results directory (default bench-results)
+#   --syscalls        also count the proxy's system calls during each measured run (`perf stat` on its PID;
+#                     needs perf and tracepoint access) and print them per request, by call: where the
+#                     kernel time goes. Counting adds a little kernel time of its own, so the CPU figures of
+#                     such a run are not the ones to quote.
 #
 # After the table it prints issue 12's load targets, each with its ratio and PASS/MISS (CPU per request
 # <= 0.9x HAProxy's, req/s >= 1.1x, p99 <= HAProxy's, token-aware <= 1.05x the CPU of plain forwarding of the
@@ -62,6 +66,7 @@ INSTALL=1
 BUILD=1
 OUT=bench-results
 BODY_BYTES=13
+SYSCALLS=0
 
 usage() {
     sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
@@ -79,6 +84,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --out) OUT="$2"; shift 2 ;;
         --body-bytes) BODY_BYTES="$2"; shift 2 ;;
+        --syscalls) SYSCALLS=1; shift ;;
         -h|--help) usage 0 ;;
         *) echo "unknown option: $1" >&2; usage 2 ;;
     esac
@@ -167,6 +173,39 @@ wait_port() {
     done
 }
 
+# The calls --syscalls counts one by one (the total counts every call, these or not).
+SYSCALL_EVENTS=raw_syscalls:sys_enter
+for call in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl futex \
+    accept4 close splice setsockopt getsockopt sched_yield; do
+    SYSCALL_EVENTS+=",syscalls:sys_enter_$call"
+done
+if [ "$SYSCALLS" = 1 ]; then
+    command -v perf >/dev/null || die "--syscalls needs perf (apt-get install linux-perf)"
+    perf stat -e "$SYSCALL_EVENTS" -- true >/dev/null 2>&1 || die "--syscalls: perf cannot count syscall tracepoints here (perf_event_paranoid, or not root)"
+fi
+
+# pids_of PID: PID and its direct children, comma-separated (nginx: master and worker).
+pids_of() {
+    local all=$1 p
+    for p in $(ps -o pid= --ppid "$1" 2>/dev/null); do all+=",$p"; done
+    echo "$all"
+}
+
+# syscall_counts FILE: perf stat's CSV as one JSON object, {"total": N, "read": N, ...}.
+syscall_counts() {
+    python3 - "$1" <<'PY'
+import json, sys
+counts = {}
+for line in open(sys.argv[1]):
+    f = line.strip().split(",")
+    if len(f) < 3 or not f[0].replace(".", "").isdigit():
+        continue
+    name = f[2].split(":")[-1].replace("sys_enter_", "")
+    counts["total" if name == "sys_enter" else name] = int(float(f[0]))
+print(json.dumps(counts))
+PY
+}
+
 CLK_TCK=$(getconf CLK_TCK)
 # "utime stime" (clock ticks) of a process and its direct children (nginx: master and worker).
 cpu_ticks() {
@@ -249,18 +288,31 @@ run_load() {
     local before="0 0" after="0 0" core0_before core0_after
     [ -z "$pid" ] || before=$(cpu_ticks "$pid")
     core0_before=$(core0_ticks)
+    local perf_pid=""
+    if [ "$SYSCALLS" = 1 ] && [ -n "$pid" ]; then
+        # Counting mode (no sampling), on the process and its threads, for the measured run only.
+        perf stat -x, -e "$SYSCALL_EVENTS" -p "$(pids_of "$pid")" -o "$WORK/$name.perf" &
+        perf_pid=$!
+        sleep 0.2
+    fi
     taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency -s "$script" "$url" -- "$@" \
         >"$WORK/$name.wrk"
     core0_after=$(core0_ticks)
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+    fi
     [ -z "$pid" ] || after=$(cpu_ticks "$pid")
     local line
     line=$(grep '^WRK ' "$WORK/$name.wrk" | sed 's/^WRK //') || die "no wrk summary for $name: $(cat "$WORK/$name.wrk")"
     local user_ticks sys_ticks
     user_ticks=$(( ${after% *} - ${before% *} ))
     sys_ticks=$(( ${after#* } - ${before#* } ))
-    printf '{"case":"%s","proxy_cpu_ticks":%s,"proxy_user_ticks":%s,"proxy_sys_ticks":%s,"core0_ticks":%s,"clk_tck":%s,"measured_cpu":%s,"wrk":%s}\n' \
+    local syscalls="null"
+    [ -z "$perf_pid" ] || syscalls=$(syscall_counts "$WORK/$name.perf")
+    printf '{"case":"%s","proxy_cpu_ticks":%s,"proxy_user_ticks":%s,"proxy_sys_ticks":%s,"core0_ticks":%s,"clk_tck":%s,"measured_cpu":%s,"syscalls":%s,"wrk":%s}\n' \
         "$name" "$((user_ticks + sys_ticks))" "$user_ticks" "$sys_ticks" "$((core0_after - core0_before))" "$CLK_TCK" \
-        "$([ -n "$pid" ] && echo true || echo false)" "$line" >>"$RESULTS"
+        "$([ -n "$pid" ] && echo true || echo false)" "$syscalls" "$line" >>"$RESULTS"
     log "$name: $(echo "$line" | python3 -c 'import json,sys; w=json.load(sys.stdin); print("%.0f req/s" % (w["requests"] * 1e6 / w["duration_us"]))')"
 }
 
@@ -416,6 +468,7 @@ for line in open(results_path):
         "p50_ms": w["p50_us"] / 1e3,
         "p99_ms": w["p99_us"] / 1e3,
         "errors": w["errors"] + w["non_2xx"],
+        "syscalls": r.get("syscalls"),
         "cpu_us_per_req": None,
         "user_us_per_req": None,
         "sys_us_per_req": None,
@@ -460,6 +513,14 @@ lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumera
 
 by = {r["case"]: r for r in rows}
 extra = []
+counted = [(r, c) for r, c in ((r, r.get("syscalls")) for r in rows) if c]
+if counted:
+    extra.append("system calls per request (--syscalls; by call, those above 0.05):")
+    for r, c in counted:
+        n = r["requests"]
+        parts = sorted(((k, v / n) for k, v in c.items() if k != "total" and v / n >= 0.05), key=lambda kv: -kv[1])
+        extra.append(f"  {r['case']}: {c.get('total', 0) / n:.2f} total; " + ", ".join(f"{k} {v:.2f}" for k, v in parts))
+    extra.append("")
 def cpu_cmp(a, b, label):
     if a in by and b in by and by[a]["cpu_us_per_req"] and by[b]["cpu_us_per_req"]:
         d = by[a]["cpu_us_per_req"] / by[b]["cpu_us_per_req"] - 1
