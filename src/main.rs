@@ -194,12 +194,12 @@ fn run_proxy(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(n) = config.runtime.worker_threads {
-        runtime.worker_threads(n.get());
-    }
-    let runtime = runtime.build().context("cannot start the async runtime")?;
+    // The control runtime: accept loops, admin API, health checks, reloads, table upkeep. Connections are
+    // served on the workers `App` starts (`runtime.worker_threads`, each with its own runtime).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     let stopped = runtime.block_on(async {
         // Before binding: a signal that arrives during start-up must not take its default (fatal) action.
         let signals = Signals::install().context("cannot install signal handlers")?;

@@ -6,6 +6,7 @@
 //! ```text
 //! App::run(shutdown)
 //! ├── server::run          proxy listeners; on shutdown: stop accepting, drain (runtime.drain_timeout)
+//! │   └── server::Workers  connections, each served on one worker thread (its own runtime)
 //! ├── admin::serve         admin listener; drains its own requests when the tree is cancelled
 //! ├── reload::watch        SIGHUP and file changes (when started from a file)
 //! ├── health probers       per pool generation (a child token replaced on reload)
@@ -38,7 +39,7 @@ use crate::config::Config;
 use crate::logging::error_chain;
 use crate::proxy::Proxy;
 use crate::refresh::CurrentPool;
-use crate::server::{self, BoundListener};
+use crate::server::{self, BoundListener, Workers};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,9 @@ pub enum StartError {
     /// The shared store refused this instance (another fingerprint key, other node ids).
     #[error("cannot share the learned table through Redis")]
     Store(#[source] StoreError),
+    /// A connection worker's thread or runtime could not be started.
+    #[error("cannot start the connection workers")]
+    Workers(#[source] std::io::Error),
 }
 
 /// A bound, not yet running, application.
@@ -61,6 +65,7 @@ pub struct App {
     listeners: Vec<BoundListener>,
     admin: Option<(TcpListener, AdminSettings)>,
     config_path: Option<PathBuf>,
+    workers: Workers,
     tasks: TaskTracker,
     cancel: CancellationToken,
 }
@@ -93,11 +98,16 @@ impl App {
                 cancel.cancel();
                 StartError::Store(e)
             })?;
+        let workers = Workers::start(proxy.current().config.runtime.workers()).map_err(|e| {
+            cancel.cancel();
+            StartError::Workers(e)
+        })?;
         Ok(App {
             proxy,
             listeners,
             admin,
             config_path,
+            workers,
             tasks,
             cancel,
         })
@@ -128,6 +138,7 @@ impl App {
             listeners,
             admin,
             config_path,
+            workers,
             tasks,
             cancel,
         } = self;
@@ -166,7 +177,10 @@ impl App {
             // From here `/ready` answers 503, so a balancer in front stops sending while we drain.
             stopping.begin_shutdown();
         };
-        server::run(listeners, proxy.clone(), shutdown).await;
+        let workers = Arc::new(workers);
+        server::run(listeners, proxy.clone(), workers.clone(), shutdown).await;
+        // Drained: what is left on the workers (idle upstream connections, detached work) ends with them.
+        workers.stop();
 
         cancel.cancel();
         tasks.close();

@@ -55,7 +55,7 @@ pub struct FileConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeFile {
-    /// Worker threads; 0 means one per core.
+    /// Connection workers (one thread and event loop each); 0 means one per core.
     #[serde(default)]
     pub worker_threads: usize,
     /// How long a graceful shutdown waits for in-flight requests.

@@ -134,6 +134,16 @@ pub struct Runtime {
     pub drain_timeout: Duration,
 }
 
+impl Runtime {
+    /// How many connection workers run: `worker_threads`, or one per core the process may use.
+    pub fn workers(&self) -> usize {
+        self.worker_threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            NonZeroUsize::get,
+        )
+    }
+}
+
 /// One `[[listener]]`, validated, TLS material loaded.
 #[derive(Debug, Clone)]
 pub struct Listener {
@@ -312,7 +322,7 @@ pub fn validate(
             }
         }
     }
-    let upstream = upstream(&file.upstream, base_dir, &mut errors);
+    let upstream = upstream(&file.upstream, runtime.workers(), base_dir, &mut errors);
     let health = health(&file.health, &mut errors);
     let routing = routing(&file.routing, &mut errors);
     let affinity = affinity(&file.affinity, base_dir, env, &mut errors);
@@ -471,7 +481,12 @@ fn limits(file: &LimitsFile, errors: &mut Errors) -> Limits {
     }
 }
 
-fn upstream(file: &UpstreamFile, base_dir: &Path, errors: &mut Errors) -> PoolSettings {
+fn upstream(
+    file: &UpstreamFile,
+    workers: usize,
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> PoolSettings {
     let policy = match file.policy.parse::<Policy>() {
         Ok(p) => p,
         Err(m) => {
@@ -547,6 +562,7 @@ fn upstream(file: &UpstreamFile, base_dir: &Path, errors: &mut Errors) -> PoolSe
         pool_idle_timeout: errors
             .positive_duration("upstream.pool_idle_timeout", &file.pool_idle_timeout),
         pool_max_idle_per_node: file.pool_max_idle_per_node,
+        workers,
         tls,
         nodes,
     }

@@ -6,6 +6,9 @@
 
 pub mod proxy_protocol;
 pub mod reload;
+mod workers;
+
+pub use workers::Workers;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -82,8 +85,14 @@ pub async fn bind(config: &Config) -> std::io::Result<Vec<BoundListener>> {
     Ok(out)
 }
 
-/// Serves `listeners` with `proxy` until `shutdown` completes, then drains.
-pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Future<Output = ()>) {
+/// Serves `listeners` with `proxy` until `shutdown` completes, then drains. The accept loops run on the calling
+/// runtime; each accepted connection is served on one of `workers`.
+pub async fn run(
+    listeners: Vec<BoundListener>,
+    proxy: Proxy,
+    workers: Arc<Workers>,
+    shutdown: impl Future<Output = ()>,
+) {
     let generation = proxy.current();
     let limits = generation.config.limits.clone();
     let drain_timeout = generation.config.runtime.drain_timeout;
@@ -101,6 +110,7 @@ pub async fn run(listeners: Vec<BoundListener>, proxy: Proxy, shutdown: impl Fut
         let task = tokio::spawn(accept_loop(
             listener,
             proxy.clone(),
+            workers.clone(),
             builder.clone(),
             limits.clone(),
             graceful.clone(),
@@ -209,6 +219,7 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 async fn accept_loop(
     bound: BoundListener,
     proxy: Proxy,
+    workers: Arc<Workers>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Limits,
     graceful: Arc<GracefulShutdown>,
@@ -224,7 +235,7 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        let (mut stream, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = bound.listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -274,7 +285,7 @@ async fn accept_loop(
                 })
         };
         let handshake_timeout = limits.header_read_timeout;
-        tokio::spawn(async move {
+        let handed = workers.spawn_connection(stream, move |mut stream| async move {
             let _permit = permit;
             let _open = open;
             // The PROXY header comes first, before any HTTP or TLS byte; the client it names is the peer from
@@ -331,6 +342,9 @@ async fn accept_loop(
                 }
             }
         });
+        if let Err(e) = handed {
+            tracing::warn!(listener = %bound.name, error = %e, "cannot hand a connection to a worker");
+        }
     }
 }
 
@@ -345,7 +359,9 @@ async fn serve<IO>(
 {
     let service = service_fn(move |request| {
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(request, info).await) }
+        // Boxed: hyper moves the service future several times per request (into its in-flight slot and out),
+        // and the unboxed one is kilobytes (bench/README.md, issue 12).
+        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(request, info).await) })
     });
     // With upgrades: a request the node answers 101 hands its connection over to a tunnel (`proxy::tunnel`).
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

@@ -3,3 +3,4 @@
 
 pub(crate) mod body;
 pub(crate) mod tls;
+pub(crate) mod worker;

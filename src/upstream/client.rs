@@ -12,6 +12,11 @@
 //! idled longer than `pool_idle_timeout`; the newest idle connection is taken first (LIFO: warm, and the least
 //! likely to be closed by the node), at most `pool_max_idle_per_node` are kept. A pooled connection that turns
 //! out closed before the request was written hands the request back, and it goes out on another connection.
+//!
+//! The idle connections are kept per connection worker (`server::Workers`): a connection's driver task runs on
+//! the worker that opened it, so it is only reused there, and a request never wakes another thread. Each
+//! worker has its own `pool_max_idle_per_node`; threads that are no worker (health checks, refreshes from the
+//! control runtime) share one more list.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -96,8 +101,10 @@ pub(crate) struct ClientSettings {
     pub connect_timeout: Duration,
     /// Idle pooled connections are not reused after this.
     pub pool_idle_timeout: Duration,
-    /// Idle connections kept.
+    /// Idle connections kept (per worker).
     pub pool_max_idle: usize,
+    /// Connection workers that use this client (one idle list each, plus one for other threads).
+    pub workers: usize,
 }
 
 /// One node's client: how to open a connection, and the idle ones.
@@ -117,10 +124,16 @@ struct Inner {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
-    /// Idle connections, oldest at the front; a mutex held for a push or pop, never across `.await`. On the
-    /// per-request path (one pop, one push) and uncontended at one worker.
-    idle: Mutex<VecDeque<IdleConnection>>,
+    /// Idle connections per worker (index `transport::worker::current()`, 0 for other threads), oldest at the
+    /// front; a mutex held for a push or pop, never across `.await`. On the per-request path (one pop, one
+    /// push), and each taken by one thread only: uncontended.
+    idle: Box<[IdleList]>,
 }
+
+/// One worker's idle connections, on a cache line of its own (workers do not share lines).
+#[repr(align(64))]
+#[derive(Default)]
+struct IdleList(Mutex<VecDeque<IdleConnection>>);
 
 struct IdleConnection {
     sender: SendRequest<UpstreamBody>,
@@ -132,7 +145,15 @@ impl std::fmt::Debug for NodeClient {
         f.debug_struct("NodeClient")
             .field("address", &self.inner.address)
             .field("tls", &self.inner.tls.is_some())
-            .field("idle", &self.inner.idle.lock().len())
+            .field(
+                "idle",
+                &self
+                    .inner
+                    .idle
+                    .iter()
+                    .map(|l| l.0.lock().len())
+                    .sum::<usize>(),
+            )
             .finish()
     }
 }
@@ -163,7 +184,9 @@ pub(crate) fn build(settings: &ClientSettings) -> NodeClient {
             connect_timeout: settings.connect_timeout,
             idle_timeout: settings.pool_idle_timeout,
             max_idle: settings.pool_max_idle,
-            idle: Mutex::new(VecDeque::new()),
+            idle: (0..=settings.workers)
+                .map(|_| IdleList::default())
+                .collect(),
         }),
     }
 }
@@ -184,9 +207,11 @@ impl NodeClient {
         }
         let close_requested = asks_to_close(request.headers());
         loop {
-            let (mut sender, pooled) = match self.inner.take_idle() {
+            let list = crate::transport::worker::current() % self.inner.idle.len();
+            let (mut sender, pooled) = match self.inner.take_idle(list) {
                 Some(sender) => (sender, true),
-                None => (self.inner.connect().await?, false),
+                // Boxed: a connect (and TLS handshake) state is large, and most requests take a pooled connection.
+                None => (Box::pin(self.inner.connect()).await?, false),
             };
             // Right after a body ended the driver may not have turned the connection round yet.
             if sender.ready().await.is_err() {
@@ -206,6 +231,7 @@ impl NodeClient {
                     let give_back = reusable.then(|| GiveBack {
                         sender,
                         pool: self.inner.clone(),
+                        list,
                     });
                     let mut body = NodeBody { inner, give_back };
                     if body.inner.is_end_stream() {
@@ -226,9 +252,9 @@ impl NodeClient {
 impl Inner {
     /// The newest idle connection still open and not idle for too long; older or closed ones met on the way
     /// are dropped.
-    fn take_idle(&self) -> Option<SendRequest<UpstreamBody>> {
+    fn take_idle(&self, list: usize) -> Option<SendRequest<UpstreamBody>> {
         let now = Instant::now();
-        let mut idle = self.idle.lock();
+        let mut idle = self.idle[list].0.lock();
         while let Some(connection) = idle.pop_back() {
             if now.duration_since(connection.since) <= self.idle_timeout
                 && !connection.sender.is_closed()
@@ -240,12 +266,12 @@ impl Inner {
     }
 
     /// Puts a connection back, dropping connections idle for too long and the oldest one over the cap.
-    fn put_idle(&self, sender: SendRequest<UpstreamBody>) {
+    fn put_idle(&self, list: usize, sender: SendRequest<UpstreamBody>) {
         if self.max_idle == 0 || sender.is_closed() {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.idle.lock();
+        let mut idle = self.idle[list].0.lock();
         while idle
             .front()
             .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
@@ -335,6 +361,8 @@ fn keeps_alive<B>(response: &Response<B>) -> bool {
 struct GiveBack {
     sender: SendRequest<UpstreamBody>,
     pool: Arc<Inner>,
+    /// The idle list it was taken for (its worker's).
+    list: usize,
 }
 
 /// A node's response body; when it has been read to its end, its connection goes back to the pool.
@@ -354,8 +382,8 @@ impl std::fmt::Debug for NodeBody {
 
 impl NodeBody {
     fn release(&mut self) {
-        if let Some(GiveBack { sender, pool }) = self.give_back.take() {
-            pool.put_idle(sender);
+        if let Some(GiveBack { sender, pool, list }) = self.give_back.take() {
+            pool.put_idle(list, sender);
         }
     }
 }
@@ -449,6 +477,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle: 4,
+            workers: 1,
         })
     }
 

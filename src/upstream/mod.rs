@@ -168,6 +168,7 @@ impl Pool {
                         connect_timeout: upstream.connect_timeout,
                         pool_idle_timeout: upstream.pool_idle_timeout,
                         pool_max_idle: upstream.pool_max_idle_per_node,
+                        workers: upstream.workers,
                     });
                     Arc::new(Node {
                         id,

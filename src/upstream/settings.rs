@@ -18,8 +18,10 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     /// Pool idle timeout.
     pub pool_idle_timeout: Duration,
-    /// Idle connections per node.
+    /// Idle connections per node (and per connection worker).
     pub pool_max_idle_per_node: usize,
+    /// Connection workers (`[runtime]`): each keeps its own idle connections.
+    pub workers: usize,
     /// TLS client settings for `https://` nodes (trust from `ca_file`).
     pub tls: Arc<rustls::ClientConfig>,
     /// Nodes in file order.
