@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 
 use super::error::ProxyError;
@@ -70,6 +71,7 @@ pub(super) async fn forward(
             .ok_or(ProxyError::NoHealthyNode)?
             .clone();
         let (sent_body, reclaim) = Reclaimable::new(body);
+        let empty = sent_body.is_end_stream();
         let (sent_body, sending) = Watched::new(sent_body);
         let mut upstream = Request::new(sent_body.boxed());
         *upstream.method_mut() = parts.method.clone();
@@ -77,12 +79,22 @@ pub(super) async fn forward(
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = parts.headers.clone();
         let guard = node.start_request();
-        let outcome = answer_within(
-            node.client.request(upstream),
-            sending,
-            limits.response_header_timeout,
-        )
-        .await;
+        let timeout = limits.response_header_timeout;
+        let outcome = if empty {
+            // Nothing to stream: the node's time runs from the start.
+            drop(sending);
+            tokio::time::timeout(timeout, node.client.request(upstream))
+                .await
+                .map_err(|_| Elapsed)
+        } else {
+            // Boxed, like every rarer stage: inline, its state would enlarge every request's future (issue 12).
+            Box::pin(answer_within(
+                node.client.request(upstream),
+                sending,
+                timeout,
+            ))
+            .await
+        };
         match outcome {
             Ok(Ok(response)) => {
                 return Ok(NodeAnswer {

@@ -17,6 +17,7 @@ use super::{headers, Generation, Proxy};
 use crate::affinity::unix_now;
 use crate::oauth::{self, CredentialKind, EndpointRole, KeyEvent};
 use crate::transport::body::{self, BodyError, Prefix, Prefixed, ProxyBody, Relay};
+use crate::upstream::Node;
 
 impl Proxy {
     /// Learns what the node's answer issued, then hands the response back for relaying.
@@ -29,13 +30,12 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let config = &generation.config;
         let routing = &config.routing;
-        let rules = &routing.rules;
         let NodeAnswer {
             node,
             guard,
             response,
         } = answer;
-        let (mut head, mut body) = match response {
+        let (mut head, body) = match response {
             Relayed::Fresh(response) => {
                 let (head, upstream_body) = response.into_parts();
                 let body = Relay::with_guard(
@@ -60,6 +60,25 @@ impl Proxy {
         if role.is_none() && !sets_cookie {
             return Ok(Response::from_parts(head, body));
         }
+        // Boxed: most answers teach nothing, and inline this stage's state would enlarge every request's
+        // future (issue 12).
+        Box::pin(self.learn(generation, request, role, node, head, body)).await
+    }
+
+    /// Reads what the answer issued (its body too, on an endpoint that issues in the body), records it, starts
+    /// a key event's fan-out, and hands the response back.
+    async fn learn(
+        &self,
+        generation: &Arc<Generation>,
+        request: &http::request::Parts,
+        role: Option<EndpointRole>,
+        node: Arc<Node>,
+        head: http::response::Parts,
+        mut body: ProxyBody,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let config = &generation.config;
+        let routing = &config.routing;
+        let rules = &routing.rules;
         let mut learned_body = None;
         if role.is_some()
             && rules.wants_response_body(role, head.status, head.headers.get(CONTENT_TYPE))

@@ -349,8 +349,8 @@ impl Proxy {
         {
             // An OAuth endpoint's body must be read whole (413 over the cap); any other form body is read only
             // if it is small, and otherwise streamed on untouched.
-            match forward::read_request_body(&parts, body, rules.max_body(), role.is_some()).await?
-            {
+            let read = forward::read_request_body(&parts, body, rules.max_body(), role.is_some());
+            match Box::pin(read).await? {
                 Prefix::Complete(bytes) => {
                     body = Full::new(bytes.clone())
                         .map_err(|never| match never {})
@@ -369,10 +369,10 @@ impl Proxy {
         } else {
             classify::Classified::by_policy(generation.pool.healthy())
         };
-        if let Some(redis) = &self.shared.redis {
+        if let (Some(redis), false) = (&self.shared.redis, classified.misses.is_empty()) {
             // A credential this instance does not know may have been learned by another one an instant ago:
             // one round trip reads it through, then the request is classified again.
-            if redis.read_through(&classified.misses, unix_now()).await > 0 {
+            if Box::pin(redis.read_through(&classified.misses, unix_now())).await > 0 {
                 classified = self.classify(generation, &parts, buffered.as_deref());
             }
         }
