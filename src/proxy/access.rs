@@ -64,9 +64,18 @@ pub(super) fn request_id(headers: &http::HeaderMap) -> http::HeaderValue {
     match given {
         // A clone shares the client's bytes: no copy on the common path.
         Some(id) => id.clone(),
-        None => http::HeaderValue::try_from(format!("{:016x}", rand::random::<u64>()))
-            .expect("hex digits are a valid header value"),
+        None => fresh_request_id(rand::random()),
     }
+}
+
+/// `n` as 16 lower-case hex digits (what `format!("{n:016x}")` writes, without the formatter).
+fn fresh_request_id(n: u64) -> http::HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 16];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[usize::try_from((n >> (60 - 4 * i)) & 0xf).unwrap_or(0)];
+    }
+    http::HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
 /// The header the request id travels in, both ways it is read and written.
@@ -193,5 +202,17 @@ impl Drop for Logged {
             request_id = line.request_id.to_str().unwrap_or("-"),
             "access"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_request_id_is_the_number_in_sixteen_hex_digits() {
+        for n in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef, rand::random()] {
+            assert_eq!(fresh_request_id(n).to_str().unwrap(), format!("{n:016x}"));
+        }
     }
 }

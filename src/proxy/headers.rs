@@ -261,7 +261,7 @@ pub(super) fn set_forwarding(
 ) {
     remove_spoofable(headers, client.trusted, &settings.strip_from_untrusted);
     let scheme = if client.tls { "https" } else { "http" };
-    let peer = client.peer.to_string();
+    let peer = ip_text(client.peer);
     if client.trusted {
         let prior: Vec<String> = headers
             .get_all(&X_FORWARDED_FOR)
@@ -293,7 +293,7 @@ pub(super) fn set_forwarding(
         // RFC 7239 §6: an IPv6 node is quoted and bracketed; `host` holds ':' so it is a quoted-string (a
         // valid Host contains neither a quote nor a backslash).
         let node = match client.peer {
-            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V4(_) => ip_text(client.peer),
             IpAddr::V6(v6) => format!("\"[{v6}]\""),
         };
         let host = String::from_utf8_lossy(host.as_bytes());
@@ -341,6 +341,28 @@ fn remove_spoofable(headers: &mut HeaderMap, trusted: bool, extra: &[String]) {
     }
 }
 
+/// An address as `Display` writes it; IPv4 (every request's `X-Forwarded-For`) without the formatter, which
+/// cost a request about 1 300 instructions (issue 12).
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
+}
+
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name.clone(), v);
@@ -350,6 +372,19 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_writes_what_display_writes() {
+        let octets = [0u8, 1, 9, 10, 42, 99, 100, 127, 199, 200, 250, 255];
+        for a in octets {
+            for b in octets {
+                let v4 = IpAddr::from([a, b, 255 - a, 9u8.wrapping_add(b)]);
+                assert_eq!(ip_text(v4), v4.to_string());
+            }
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_text(v6), "2001:db8::1");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
