@@ -71,29 +71,34 @@ pub(super) async fn forward(
             .ok_or(ProxyError::NoHealthyNode)?
             .clone();
         let (sent_body, reclaim) = Reclaimable::new(body);
-        let empty = sent_body.is_end_stream();
-        let (sent_body, sending) = Watched::new(sent_body);
-        let mut upstream = Request::new(sent_body.boxed());
+        // A request without a body needs no watch on its sending (see below).
+        let (sent_body, sending) = if sent_body.is_end_stream() {
+            (sent_body.boxed(), None)
+        } else {
+            let (watched, sending) = Watched::new(sent_body);
+            (watched.boxed(), Some(sending))
+        };
+        let mut upstream = Request::new(sent_body);
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = target.clone();
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = parts.headers.clone();
         let guard = node.start_request();
         let timeout = limits.response_header_timeout;
-        let outcome = if empty {
+        let outcome = match sending {
             // Nothing to stream: the node's time runs from the start.
-            drop(sending);
-            tokio::time::timeout(timeout, node.client.request(upstream))
+            None => tokio::time::timeout(timeout, node.client.request(upstream))
                 .await
-                .map_err(|_| Elapsed)
-        } else {
+                .map_err(|_| Elapsed),
             // Boxed, like every rarer stage: inline, its state would enlarge every request's future (issue 12).
-            Box::pin(answer_within(
-                node.client.request(upstream),
-                sending,
-                timeout,
-            ))
-            .await
+            Some(sending) => {
+                Box::pin(answer_within(
+                    node.client.request(upstream),
+                    sending,
+                    timeout,
+                ))
+                .await
+            }
         };
         match outcome {
             Ok(Ok(response)) => {
