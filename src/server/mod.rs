@@ -359,9 +359,9 @@ async fn serve<IO>(
 {
     let service = service_fn(move |request| {
         let proxy = proxy.clone();
-        // Boxed: hyper moves the service future several times per request (into its in-flight slot and out),
-        // and the unboxed one is kilobytes (bench/README.md, issue 12).
-        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(request, info).await) })
+        // Not boxed: since the request future shrank, boxing it costs more than the moves it saves
+        // (bench/README.md, issue 12).
+        async move { Ok::<_, Infallible>(proxy.handle(request, info).await) }
     });
     // With upgrades: a request the node answers 101 hands its connection over to a tunnel (`proxy::tunnel`).
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
