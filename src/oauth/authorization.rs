@@ -7,7 +7,8 @@
 //! once (RFC 5849 §3.6, `+` stays `+`). `realm` is ignored. A parameter given twice is [`OAuthError::Ambiguous`]:
 //! the proxy must not guess which one the backend will use.
 //!
-//! Longer than 600 lines: its tests, the header cases of three schemes, are nearly half of it.
+//! Longer than 600 lines: its tests (the header cases of three schemes, and the reference parameter loop the
+//! single-pass one is checked against) are more than half of it.
 
 use std::borrow::Cow;
 
@@ -186,49 +187,57 @@ fn parse_oauth_params<'a>(
     text: &'a str,
     cur: &mut Cursor<'a>,
 ) -> Result<BorrowedParams<'a>, OAuthError> {
+    // One pass over the bytes with the position in a local (issue 12: this loop runs on every token-aware
+    // OAuth request). `tests::the_single_pass_parser_agrees_with_the_reference` holds it to the plain
+    // cursor-based reading of the grammar, error for error.
+    let bytes = cur.s;
+    let mut i = cur.i;
     // A signed request carries 7 or 8 parameters: one allocation.
     let mut params: BorrowedParams<'a> = Vec::with_capacity(8);
     loop {
-        cur.skip_ws();
-        if cur.at_end() {
-            break;
-        }
-        if cur.eat(b',') {
+        i = skip_ws(bytes, i);
+        let Some(&first) = bytes.get(i) else { break };
+        if first == b',' {
+            i += 1;
             continue; // empty list element (RFC 7230 §7)
         }
-        let name_at = cur.i;
-        let raw_name = cur.take_while(is_tchar);
-        let name_range = name_at..cur.i;
-        if raw_name.is_empty() {
+        let name_range = i..skip_tchars(bytes, i);
+        if name_range.is_empty() {
             return Err(OAuthError::Malformed("expected a parameter name"));
         }
-        cur.skip_ws();
-        if !cur.eat(b'=') {
+        i = skip_ws(bytes, name_range.end);
+        if bytes.get(i) != Some(&b'=') {
             return Err(OAuthError::Malformed("expected '=' after a parameter name"));
         }
-        cur.skip_ws();
-        let value_range = if cur.eat(b'"') {
-            let start = cur.i;
-            let rest = &cur.s[start..];
-            let v = &rest[..rest.iter().position(|&b| b == b'"').unwrap_or(rest.len())];
-            cur.i += v.len();
-            if !cur.eat(b'"') {
-                return Err(OAuthError::Malformed("unterminated quoted value"));
+        i = skip_ws(bytes, i + 1);
+        let value_range = if bytes.get(i) == Some(&b'"') {
+            let start = i + 1;
+            let mut end = start;
+            while bytes.get(end).is_some_and(|&b| QUOTED[usize::from(b)]) {
+                end += 1;
             }
-            // Percent-encoded values are plain visible ASCII; a backslash would be a quoted-pair, which no
-            // OAuth client produces, so it is refused rather than interpreted.
-            if v.iter().any(|&b| !(0x21..0x7f).contains(&b) || b == b'\\') {
-                return Err(OAuthError::Malformed("invalid character in a quoted value"));
+            if bytes.get(end) != Some(&b'"') {
+                // Percent-encoded values are plain visible ASCII; a backslash would be a quoted-pair, which no
+                // OAuth client produces, so it is refused rather than interpreted. A value with no closing
+                // quote at all is unterminated, whatever it holds.
+                return Err(if bytes[end..].contains(&b'"') {
+                    OAuthError::Malformed("invalid character in a quoted value")
+                } else {
+                    OAuthError::Malformed("unterminated quoted value")
+                });
             }
-            start..start + v.len()
+            i = end + 1;
+            start..end
         } else {
-            let start = cur.i;
-            cur.take_while(is_tchar);
-            start..cur.i
+            let range = i..skip_tchars(bytes, i);
+            i = range.end;
+            range
         };
-        cur.skip_ws();
-        if !cur.at_end() && !cur.eat(b',') {
-            return Err(OAuthError::Malformed("expected ',' between parameters"));
+        i = skip_ws(bytes, i);
+        match bytes.get(i) {
+            None => {}
+            Some(b',') => i += 1,
+            Some(_) => return Err(OAuthError::Malformed("expected ',' between parameters")),
         }
 
         let name = decode(&text[name_range])?;
@@ -243,8 +252,36 @@ fn parse_oauth_params<'a>(
         }
         params.push((name, decode(&text[value_range])?));
     }
+    cur.i = i;
     Ok(params)
 }
+
+/// The index of the first byte at or after `i` that is not a space or a tab.
+fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
+    while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the first byte at or after `i` that is not a `tchar`.
+fn skip_tchars(bytes: &[u8], mut i: usize) -> usize {
+    while bytes.get(i).is_some_and(|&b| is_tchar(b)) {
+        i += 1;
+    }
+    i
+}
+
+/// The bytes a quoted OAuth value may hold: visible ASCII except `"` (its end) and `\\` (a quoted-pair).
+const QUOTED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    table
+};
 
 fn parse_bearer<'a>(cur: &mut Cursor<'a>) -> Result<AuthorizationRef<'a>, OAuthError> {
     // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
@@ -319,6 +356,8 @@ impl<'a> Cursor<'a> {
         !self.take_while(|b| b == b' ' || b == b'\t').is_empty()
     }
 
+    /// Used by the reference parameter loop the tests keep.
+    #[cfg(test)]
     fn eat(&mut self, b: u8) -> bool {
         if self.s.get(self.i) == Some(&b) {
             self.i += 1;
@@ -340,6 +379,143 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The parameter loop as it was before the single-pass rewrite (issue 12): the plain reading of the grammar,
+    /// kept as the reference the fast loop must agree with.
+    #[allow(clippy::all)]
+    fn reference_oauth_params<'a>(
+        text: &'a str,
+        cur: &mut Cursor<'a>,
+    ) -> Result<BorrowedParams<'a>, OAuthError> {
+        // A signed request carries 7 or 8 parameters: one allocation.
+        let mut params: BorrowedParams<'a> = Vec::with_capacity(8);
+        loop {
+            cur.skip_ws();
+            if cur.at_end() {
+                break;
+            }
+            if cur.eat(b',') {
+                continue; // empty list element (RFC 7230 §7)
+            }
+            let name_at = cur.i;
+            let raw_name = cur.take_while(is_tchar);
+            let name_range = name_at..cur.i;
+            if raw_name.is_empty() {
+                return Err(OAuthError::Malformed("expected a parameter name"));
+            }
+            cur.skip_ws();
+            if !cur.eat(b'=') {
+                return Err(OAuthError::Malformed("expected '=' after a parameter name"));
+            }
+            cur.skip_ws();
+            let value_range = if cur.eat(b'"') {
+                let start = cur.i;
+                let rest = &cur.s[start..];
+                let v = &rest[..rest.iter().position(|&b| b == b'"').unwrap_or(rest.len())];
+                cur.i += v.len();
+                if !cur.eat(b'"') {
+                    return Err(OAuthError::Malformed("unterminated quoted value"));
+                }
+                // Percent-encoded values are plain visible ASCII; a backslash would be a quoted-pair, which no
+                // OAuth client produces, so it is refused rather than interpreted.
+                if v.iter().any(|&b| !(0x21..0x7f).contains(&b) || b == b'\\') {
+                    return Err(OAuthError::Malformed("invalid character in a quoted value"));
+                }
+                start..start + v.len()
+            } else {
+                let start = cur.i;
+                cur.take_while(is_tchar);
+                start..cur.i
+            };
+            cur.skip_ws();
+            if !cur.at_end() && !cur.eat(b',') {
+                return Err(OAuthError::Malformed("expected ',' between parameters"));
+            }
+
+            let name = decode(&text[name_range])?;
+            if name.eq_ignore_ascii_case("realm") {
+                continue;
+            }
+            if params.iter().any(|(n, _)| *n == name) {
+                return Err(OAuthError::Ambiguous);
+            }
+            if params.len() == MAX_PARAMS {
+                return Err(OAuthError::TooManyParameters { max: MAX_PARAMS });
+            }
+            params.push((name, decode(&text[value_range])?));
+        }
+        Ok(params)
+    }
+
+    fn both(header: &str) -> (String, String) {
+        let text = header;
+        let mut fast = Cursor {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let mut slow = Cursor {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let f = parse_oauth_params(text, &mut fast);
+        let r = reference_oauth_params(text, &mut slow);
+        // Where the cursor stops matters only on success (an error ends the parse).
+        let show = |result: &Result<BorrowedParams<'_>, OAuthError>, at: usize| match result {
+            Ok(params) => format!("{params:?} at {at}"),
+            Err(e) => format!("{e:?}"),
+        };
+        (show(&f, fast.i), show(&r, slow.i))
+    }
+
+    #[test]
+    fn the_single_pass_parser_agrees_with_the_reference() {
+        let mut inputs: Vec<String> = vec![
+            String::new(),
+            " ".into(),
+            ",,".into(),
+            r#"realm="x", oauth_consumer_key="k", oauth_token="t""#.into(),
+            r#"oauth_signature="tR3%2BTy81lMeYAr%2FFid0kMTYa%2FWM%3D""#.into(),
+            r#"a="1" , b=2 ,c = "3""#.into(),
+            r#"a="unterminated"#.into(),
+            r#"a="bad\"quote""#.into(),
+            r#"a="sp ace""#.into(),
+            r#"a="bad\" b""#.into(),
+            r#"a"#.into(),
+            r#"a ="#.into(),
+            r#"=1"#.into(),
+            r#"a=1 b=2"#.into(),
+            r#"a=1, a=2"#.into(),
+            r#"a=%ZZ"#.into(),
+            r#"a%41=1, A=2"#.into(),
+            r#"a="%C3%A9", b="%FF""#.into(),
+            "a=\"tab\tinside\"".into(),
+            "a=\"\u{7f}\"".into(),
+        ];
+        let many: Vec<String> = (0..MAX_PARAMS + 2)
+            .map(|i| format!("p{i}=\"{i}\""))
+            .collect();
+        inputs.push(many.join(", "));
+        // Every prefix of a full header: each place the grammar can stop.
+        let full = r#"realm="cqweb", oauth_consumer_key="3f6c", oauth_token="9c1d", oauth_nonce = a8 , oauth_signature="tR3%2B""#;
+        inputs.extend((0..=full.len()).map(|n| full[..n].to_owned()));
+        // The fuzzer's corpus for this parser, where it is checked out with the sources.
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/authorization");
+        if let Ok(entries) = std::fs::read_dir(&corpus) {
+            for entry in entries.flatten() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                if let Ok(text) = String::from_utf8(bytes) {
+                    if text.is_ascii() {
+                        inputs.push(text);
+                    }
+                }
+            }
+        }
+        for input in &inputs {
+            let (fast, reference) = both(input);
+            assert_eq!(fast, reference, "on {input:?}");
+        }
+    }
 
     fn oauth(header: &str) -> OAuthParams {
         match parse(header.as_bytes()) {

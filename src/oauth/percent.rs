@@ -48,28 +48,27 @@ fn hex_value(b: u8) -> Option<u8> {
 
 fn decode_inner(input: &[u8], plus_is_space: bool) -> Result<String, PercentError> {
     let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'%' => {
-                let hi = input.get(i + 1).copied().and_then(hex_value);
-                let lo = input.get(i + 2).copied().and_then(hex_value);
-                match (hi, lo) {
-                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                    _ => return Err(PercentError::BadEscape),
-                }
-                i += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
+    let mut rest = input;
+    // Runs between escapes are copied whole, not byte by byte.
+    while let Some(at) = rest
+        .iter()
+        .position(|&b| b == b'%' || (plus_is_space && b == b'+'))
+    {
+        out.extend_from_slice(&rest[..at]);
+        if rest[at] == b'+' {
+            out.push(b' ');
+            rest = &rest[at + 1..];
+            continue;
         }
+        let hi = rest.get(at + 1).copied().and_then(hex_value);
+        let lo = rest.get(at + 2).copied().and_then(hex_value);
+        match (hi, lo) {
+            (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+            _ => return Err(PercentError::BadEscape),
+        }
+        rest = &rest[at + 3..];
     }
+    out.extend_from_slice(rest);
     String::from_utf8(out).map_err(|_| PercentError::NotUtf8)
 }
 
