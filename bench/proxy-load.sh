@@ -41,6 +41,10 @@
 #   --no-build        use the binaries already in target/release
 #   --body-bytes N    size of the origins' plain answer (default 13; issue 12 also asks for 16384)
 #   --out DIR         results directory (default bench-results)
+#   --repeat N        run the whole list of cases N times, interleaved (round 1: every case, round 2: every
+#                     case, ...), and report each figure as the median of its N runs (default 1); the
+#                     spread of CPU per request is printed too. On a shared machine this is what makes a
+#                     ratio of a few percent (token-aware against plain) worth reading.
 #   --syscalls        also count the proxy's system calls during each measured run (`perf stat` on its PID;
 #                     needs perf and tracepoint access) and print them per request, by call: where the
 #                     kernel time goes. Counting adds a little kernel time of its own, so the CPU figures of
@@ -67,6 +71,7 @@ BUILD=1
 OUT=bench-results
 BODY_BYTES=13
 SYSCALLS=0
+REPEAT=1
 
 usage() {
     sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
@@ -85,6 +90,7 @@ while [ $# -gt 0 ]; do
         --out) OUT="$2"; shift 2 ;;
         --body-bytes) BODY_BYTES="$2"; shift 2 ;;
         --syscalls) SYSCALLS=1; shift ;;
+        --repeat) REPEAT="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown option: $1" >&2; usage 2 ;;
     esac
@@ -317,6 +323,9 @@ run_load() {
 }
 
 # ---------------------------------------------------------------------------------------------- cases
+case "$REPEAT" in ''|*[!0-9]*|0) die "--repeat takes a positive number, not '$REPEAT'" ;; esac
+for ROUND in $(seq 1 "$REPEAT"); do
+[ "$REPEAT" = 1 ] || log "round $ROUND of $REPEAT"
 if has_case direct; then
     log "direct (origin1, no proxy)"
     run_load direct "${ORIGIN_PORTS[0]}" "" "$WORK/report.lua"
@@ -446,6 +455,8 @@ if has_case tokenroute-aware-redis && [ "$ROUTING" = 1 ]; then
     STORE_TEXT=""
 fi
 
+done
+
 # ---------------------------------------------------------------------------------------------- report
 mkdir -p "$OUT"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -456,6 +467,7 @@ python3 - "$RESULTS" "$OUT/proxy-load-$STAMP" "$META" <<'PY'
 import json, sys
 
 results_path, out_base, meta = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+meta["notes"] = list(dict.fromkeys(meta["notes"]))  # one per case, however many rounds
 rows = []
 for line in open(results_path):
     r = json.loads(line)
@@ -485,6 +497,28 @@ for line in open(results_path):
         row["core0_other_pct"] = max(0.0, 100 * other / secs)
     rows.append(row)
 
+# With --repeat, one row per case: the median of each figure over its runs, and the spread of CPU per request.
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+runs = {}
+for row in rows:
+    runs.setdefault(row["case"], []).append(row)
+rows = []
+for case, group in runs.items():
+    merged = dict(group[0])
+    for key in ("requests", "rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req",
+                "busy_pct", "core0_other_pct"):
+        merged[key] = median(r[key] for r in group)
+    merged["errors"] = sum(r["errors"] for r in group)
+    merged["runs"] = len(group)
+    cpus = [r["cpu_us_per_req"] for r in group if r["cpu_us_per_req"] is not None]
+    merged["cpu_range"] = [min(cpus), max(cpus)] if cpus else None
+    rows.append(merged)
+
 base = next((r for r in rows if r["case"] == "haproxy"), None)
 def ratio(row, key):
     if base is None or row[key] is None or not base[key]:
@@ -513,6 +547,12 @@ lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumera
 
 by = {r["case"]: r for r in rows}
 extra = []
+if any(r["runs"] > 1 for r in rows):
+    extra.append("medians of %d interleaved rounds; CPU us/req range per case:" % max(r["runs"] for r in rows))
+    for r in rows:
+        if r["cpu_range"]:
+            extra.append(f"  {r['case']}: {r['cpu_range'][0]:.2f}-{r['cpu_range'][1]:.2f}")
+    extra.append("")
 counted = [(r, c) for r, c in ((r, r.get("syscalls")) for r in rows) if c]
 if counted:
     extra.append("system calls per request (--syscalls; by call, those above 0.05):")
