@@ -24,8 +24,8 @@ pub mod rules;
 pub use authorization::{Authorization, OAuthParams};
 pub use kind::{CredentialKind, Specificity};
 pub use request::{
-    clone_id, clone_ids, extract_request, extract_session_cookies, normalize_user_code, Candidate,
-    CandidateClass, CandidateSource, RequestCredentials,
+    clone_id, clone_ids, extract_request, extract_request_for, extract_session_cookies,
+    normalize_user_code, Candidate, CandidateClass, CandidateSource, RequestCredentials,
 };
 pub use response::{learn_from_response, KeyEvent, Learned};
 pub use rules::{EndpointRole, EndpointRule, Preset, Rules};

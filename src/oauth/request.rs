@@ -137,7 +137,17 @@ impl RequestCredentials {
 /// Extracts the credentials of a request. `body` is the buffered body when the proxy buffered it
 /// ([`Rules::wants_request_body`]); it is read only if the request's content type is a form.
 pub fn extract_request(parts: &Parts, body: Option<&[u8]>, rules: &Rules) -> RequestCredentials {
-    let role = rules.role_for(parts.uri.path());
+    extract_request_for(parts, body, rules, rules.role_for(parts.uri.path()))
+}
+
+/// [`extract_request`] for a caller that already knows the path's role (`rules.role_for(path)`): the proxy
+/// decides it once per request.
+pub fn extract_request_for(
+    parts: &Parts,
+    body: Option<&[u8]>,
+    rules: &Rules,
+    role: Option<EndpointRole>,
+) -> RequestCredentials {
     let mut found = Collector::default();
 
     if role == Some(EndpointRole::OAuth2ClientConfiguration) {

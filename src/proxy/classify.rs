@@ -10,7 +10,7 @@ use super::route::{self, Route};
 use super::{Generation, Proxy};
 use crate::affinity::{unix_now, Fingerprint, NodeSet};
 use crate::metrics::RouteReason;
-use crate::oauth::{self, CandidateClass, CredentialKind, Specificity};
+use crate::oauth::{self, CandidateClass, CredentialKind, EndpointRole, Specificity};
 use crate::refresh::Strategy;
 use crate::upstream::balance::Basis;
 use crate::upstream::clone_id;
@@ -83,17 +83,19 @@ pub(super) fn plan_key_route(
 
 impl Proxy {
     /// Looks up every credential the request carries (each fingerprinted once) and decides where it may go.
+    /// `role` is the path's endpoint role (`rules.role_for`), decided once by the caller.
     pub(super) fn classify(
         &self,
         generation: &Generation,
         parts: &http::request::Parts,
+        role: Option<EndpointRole>,
         body: Option<&[u8]>,
     ) -> Classified {
         let routing = &generation.config.routing;
         // Session affinity alone reads only cookies: the `Authorization` header and form parsing cost more
         // than the rest of a plain forward (bench/README.md, issue 12).
         let credentials = if routing.token_aware {
-            oauth::extract_request(parts, body, &routing.rules)
+            oauth::extract_request_for(parts, body, &routing.rules, role)
         } else {
             oauth::extract_session_cookies(parts, &routing.rules)
         };

@@ -45,6 +45,7 @@ use crate::affinity::{
 };
 use crate::config::Config;
 use crate::metrics::{Metrics, RouteReason};
+use crate::oauth::Specificity;
 use crate::refresh::Refreshes;
 use crate::transport::body::{BodyError, Prefix, ProxyBody, Relay};
 use crate::upstream::balance::Basis;
@@ -365,7 +366,7 @@ impl Proxy {
         // A request can be replayed only if its whole body is in hand.
         let replayable = buffered.clone().or_else(|| empty_body.then(Bytes::new));
         let mut classified = if routing.token_aware || routing.session_affinity {
-            self.classify(generation, &parts, buffered.as_deref())
+            self.classify(generation, &parts, role, buffered.as_deref())
         } else {
             classify::Classified::by_policy(generation.pool.healthy())
         };
@@ -373,7 +374,7 @@ impl Proxy {
             // A credential this instance does not know may have been learned by another one an instant ago:
             // one round trip reads it through, then the request is classified again.
             if Box::pin(redis.read_through(&classified.misses, unix_now())).await > 0 {
-                classified = self.classify(generation, &parts, buffered.as_deref());
+                classified = self.classify(generation, &parts, role, buffered.as_deref());
             }
         }
         let route = classified.route;
@@ -384,7 +385,10 @@ impl Proxy {
         }
         // The rare stages (a consumer-key strategy, a repair) are boxed where taken: inline, their states would
         // make every request's future larger, and hyper moves that future around per request (issue 12).
-        let (allowed, refresh) = if route.credential.is_some() {
+        let (allowed, refresh) = if route
+            .credential
+            .is_some_and(|(_, kind)| kind.specificity() == Specificity::Key)
+        {
             Box::pin(self.apply_key_strategy(generation, &route)).await
         } else {
             (route.allowed, None)
