@@ -98,10 +98,12 @@ impl App {
                 cancel.cancel();
                 StartError::Store(e)
             })?;
-        let workers = Workers::start(proxy.current().config.runtime.workers()).map_err(|e| {
+        let count = proxy.current().config.runtime.workers();
+        let workers = Workers::start(proxy.metrics().worker_connections(count)).map_err(|e| {
             cancel.cancel();
             StartError::Workers(e)
         })?;
+        tracing::info!(workers = count, "connection workers started");
         Ok(App {
             proxy,
             listeners,

@@ -316,6 +316,20 @@ impl Metrics {
         }
 
         out.family(
+            names::WORKER_CONNECTIONS_OPEN,
+            "gauge",
+            "Connections open now, by connection worker.",
+        );
+        let workers = self.workers.lock().clone();
+        for (i, open) in workers.iter().enumerate() {
+            out.sample(
+                names::WORKER_CONNECTIONS_OPEN,
+                &[(label::WORKER, &(i + 1).to_string())],
+                open.load(Relaxed),
+            );
+        }
+
+        out.family(
             names::LISTENER_CERTIFICATE_NOT_AFTER_SECONDS,
             "gauge",
             "When the certificate a TLS listener serves for a server name expires, in Unix seconds (* is the default certificate).",

@@ -170,6 +170,8 @@ pub struct Metrics {
     /// Connection counters per listener name, registered when a listener starts (not per request); a mutex
     /// taken only then and at scrape time.
     listeners: parking_lot::Mutex<Vec<(String, Arc<ListenerCounters>)>>,
+    /// Open connections per connection worker, shared with the workers that count them (empty until they start).
+    workers: parking_lot::Mutex<Arc<[AtomicU64]>>,
 }
 
 /// One listener's connection counters; relaxed atomics bumped by its accept loop.
@@ -274,6 +276,7 @@ impl Metrics {
             learn_skipped: AtomicU64::new(0),
             requests: Histogram::new(),
             listeners: parking_lot::Mutex::new(Vec::new()),
+            workers: parking_lot::Mutex::new(Arc::new([])),
         }
     }
 
@@ -286,6 +289,14 @@ impl Metrics {
         }
         let counters = Arc::new(ListenerCounters::default());
         listeners.push((name.to_owned(), counters.clone()));
+        counters
+    }
+
+    /// The open-connection counters of `count` connection workers, in worker order, for the workers to keep
+    /// (`server::Workers`) and the scrape to read.
+    pub fn worker_connections(&self, count: usize) -> Arc<[AtomicU64]> {
+        let counters: Arc<[AtomicU64]> = (0..count).map(|_| AtomicU64::new(0)).collect();
+        *self.workers.lock() = counters.clone();
         counters
     }
 
@@ -404,6 +415,7 @@ mod tests {
     /// Bumps every counter through every variant, so a render shows every label value the API can produce.
     fn busy_metrics() -> Metrics {
         let m = Metrics::new();
+        m.worker_connections(1);
         for (i, status) in [100, 200, 204, 302, 404, 401, 500, 503]
             .into_iter()
             .enumerate()
@@ -649,6 +661,7 @@ mod tests {
             names::CONNECTIONS_ACCEPTED_TOTAL,
             names::CONNECTIONS_OPEN,
             names::TLS_HANDSHAKE_FAILURES_TOTAL,
+            names::WORKER_CONNECTIONS_OPEN,
             names::TABLE_ENTRIES,
             names::TABLE_MAX_ENTRIES,
             names::TABLE_INSERTS_TOTAL,
@@ -682,6 +695,23 @@ mod tests {
                 assert!(samples.iter().any(|s| s.name == name), "{name} missing");
             }
         }
+    }
+
+    #[test]
+    fn worker_connections_are_a_gauge_per_worker_numbered_from_one() {
+        let m = Metrics::new();
+        let counters = m.worker_connections(2);
+        counters[1].fetch_add(3, Relaxed);
+        let samples = parse_exposition(&m.render(&view(Vec::new())));
+        let by = |worker| {
+            value(
+                &samples,
+                names::WORKER_CONNECTIONS_OPEN,
+                &[("worker", worker)],
+            )
+        };
+        assert_eq!(by("1"), 0.0);
+        assert_eq!(by("2"), 3.0);
     }
 
     #[test]

@@ -67,6 +67,9 @@ pub const REQUEST_DURATION_SECONDS: &str = "tokenroute_request_duration_seconds"
 pub const CONNECTIONS_ACCEPTED_TOTAL: &str = "tokenroute_connections_accepted_total";
 /// Gauge: connections open now, by `listener`.
 pub const CONNECTIONS_OPEN: &str = "tokenroute_connections_open";
+/// Gauge: connections open now, by connection `worker` (1..=`runtime.worker_threads`): how evenly the workers
+/// share the connections.
+pub const WORKER_CONNECTIONS_OPEN: &str = "tokenroute_worker_connections_open";
 /// Counter: TLS handshakes that failed or timed out, by `listener`.
 pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "tokenroute_tls_handshake_failures_total";
 /// Gauge: when the certificate a TLS listener serves for a server name stops being valid (its `notAfter`), in
@@ -106,6 +109,8 @@ pub mod label {
     pub const OUTCOME: &str = "outcome";
     /// A listener's configured name.
     pub const LISTENER: &str = "listener";
+    /// A connection worker's number, from 1.
+    pub const WORKER: &str = "worker";
     /// An SNI name a listener's certificate answers, or `*` for its default certificate.
     pub const SERVER_NAME: &str = "server_name";
     /// The crate version.

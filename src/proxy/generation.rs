@@ -131,6 +131,14 @@ impl Proxy {
                 .collect::<Vec<_>>()
         };
         let listeners_changed = addresses(&config) != addresses(&old.config);
+        // The connection workers are started once, with the process.
+        if config.runtime.workers() != old.config.runtime.workers() {
+            tracing::warn!(
+                from = old.config.runtime.workers(),
+                to = config.runtime.workers(),
+                "runtime.worker_threads changed; it applies at the next restart"
+            );
+        }
         let generation = Arc::new(Generation {
             config: Arc::new(config),
             pool,

@@ -18,7 +18,7 @@
 //! connection is reused on the thread whose task drives it.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -33,8 +33,9 @@ use crate::transport::worker;
 #[derive(Debug)]
 pub struct Workers {
     workers: Vec<Worker>,
-    /// Open connections per worker, decremented when a connection's task ends.
-    open: Arc<[AtomicUsize]>,
+    /// Open connections per worker (the metrics' `tokenroute_worker_connections_open`), decremented when a
+    /// connection's task ends.
+    open: Arc<[AtomicU64]>,
 }
 
 #[derive(Debug)]
@@ -46,9 +47,13 @@ struct Worker {
 }
 
 impl Workers {
-    /// Starts `count` worker threads (at least one), named `tokenroute-worker-<i>`.
-    pub fn start(count: usize) -> std::io::Result<Workers> {
-        let count = count.max(1);
+    /// Starts one worker thread per counter of `open` (`Metrics::worker_connections`), named
+    /// `tokenroute-worker-<i>`; each counter then holds its worker's open connections.
+    pub fn start(open: Arc<[AtomicU64]>) -> std::io::Result<Workers> {
+        let count = open.len();
+        if count == 0 {
+            return Err(std::io::Error::other("no connection worker to start"));
+        }
         let mut workers = Vec::with_capacity(count);
         for index in 1..=count {
             let (stop, stopped) = oneshot::channel::<()>();
@@ -83,12 +88,11 @@ impl Workers {
                 thread: Mutex::new(Some(thread)),
             });
         }
-        let open = (0..count).map(|_| AtomicUsize::new(0)).collect();
         Ok(Workers { workers, open })
     }
 
     /// Open connections per worker, in worker order.
-    pub fn open_connections(&self) -> Vec<usize> {
+    pub fn open_connections(&self) -> Vec<u64> {
         self.open
             .iter()
             .map(|n| n.load(Ordering::Relaxed))
@@ -143,7 +147,7 @@ impl Workers {
 
 /// Counts a connection as open on its worker until its task ends (or is dropped with the runtime).
 struct OpenGuard {
-    open: Arc<[AtomicUsize]>,
+    open: Arc<[AtomicU64]>,
     index: usize,
 }
 
@@ -160,6 +164,10 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    fn counters(n: usize) -> Arc<[AtomicU64]> {
+        (0..n).map(|_| AtomicU64::new(0)).collect()
+    }
+
     /// Accepts `n` connections from a local listener.
     async fn connections(n: usize) -> (Vec<TcpStream>, Vec<TcpStream>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -175,7 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_go_to_the_worker_with_the_fewest_open_and_run_on_its_thread() {
-        let workers = Workers::start(2).unwrap();
+        let workers = Workers::start(counters(2)).unwrap();
         let (mut clients, accepted) = connections(4).await;
         for stream in accepted {
             workers
@@ -227,7 +235,7 @@ mod tests {
 
     #[test]
     fn stopping_drops_the_tasks_left_on_a_worker() {
-        let workers = Workers::start(1).unwrap();
+        let workers = Workers::start(counters(1)).unwrap();
         let (dropped, gone) = std::sync::mpsc::channel::<()>();
         workers.workers[0].handle.spawn(async move {
             let _held = dropped;

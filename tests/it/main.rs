@@ -51,3 +51,4 @@ mod status_page;
 #[cfg(feature = "sim")]
 mod token_routing;
 mod tunnel;
+mod workers;

@@ -59,6 +59,8 @@ pub struct Origin {
     pub healthy: Arc<AtomicBool>,
     pub hits: Arc<AtomicUsize>,
     pub seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicUsize>,
     _stop: Arc<oneshot::Sender<()>>,
 }
 
@@ -69,6 +71,7 @@ impl Origin {
         let healthy = Arc::new(AtomicBool::new(true));
         let hits = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let origin = Origin {
             name: name.to_owned(),
@@ -76,6 +79,7 @@ impl Origin {
             healthy: healthy.clone(),
             hits: hits.clone(),
             seen: seen.clone(),
+            connections: connections.clone(),
             _stop: Arc::new(stop_tx),
         };
         let state = origin.clone_state();
@@ -85,6 +89,7 @@ impl Origin {
                     r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
                     _ = &mut stop_rx => return,
                 };
+                connections.fetch_add(1, Ordering::SeqCst);
                 let state = state.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
