@@ -45,6 +45,13 @@
 #                     case, ...), and report each figure as the median of its N runs (default 1); the
 #                     spread of CPU per request is printed too. On a shared machine this is what makes a
 #                     ratio of a few percent (token-aware against plain) worth reading.
+#   --table           also measure issue 12's table targets and print them with the load targets: lookup hit
+#                     and miss at 1 M and 10 M entries (`cargo bench --bench table`, criterion's estimate)
+#                     and bytes per entry at 1 M and 10 M (`cargo run --release --example table_memory`).
+#                     Adds about 5 minutes (filling 10 M entries twice).
+#   --perf-record     also sample core 0 with `perf record -g` during each measured run of a proxy, into
+#                     OUT/perf-<case>-<round>.data (`perf report -i ... --no-children --sort dso,sym`): where a
+#                     case's CPU goes, user space and kernel. Sampling costs CPU too: not a run to quote.
 #   --syscalls        also count the proxy's system calls during each measured run (`perf stat` on its PID;
 #                     needs perf and tracepoint access) and print them per request, by call: where the
 #                     kernel time goes. Counting adds a little kernel time of its own, so the CPU figures of
@@ -72,6 +79,8 @@ OUT=bench-results
 BODY_BYTES=13
 SYSCALLS=0
 REPEAT=1
+PERF_RECORD=0
+TABLE=0
 
 usage() {
     sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
@@ -91,6 +100,8 @@ while [ $# -gt 0 ]; do
         --body-bytes) BODY_BYTES="$2"; shift 2 ;;
         --syscalls) SYSCALLS=1; shift ;;
         --repeat) REPEAT="$2"; shift 2 ;;
+        --perf-record) PERF_RECORD=1; shift ;;
+        --table) TABLE=1; shift ;;
         -h|--help) usage 0 ;;
         *) echo "unknown option: $1" >&2; usage 2 ;;
     esac
@@ -185,6 +196,9 @@ for call in read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait e
     accept4 close splice setsockopt getsockopt sched_yield; do
     SYSCALL_EVENTS+=",syscalls:sys_enter_$call"
 done
+if [ "$PERF_RECORD" = 1 ]; then
+    command -v perf >/dev/null || die "--perf-record needs perf (apt-get install linux-perf)"
+fi
 if [ "$SYSCALLS" = 1 ]; then
     command -v perf >/dev/null || die "--syscalls needs perf (apt-get install linux-perf)"
     perf stat -e "$SYSCALL_EVENTS" -- true >/dev/null 2>&1 || die "--syscalls: perf cannot count syscall tracepoints here (perf_event_paranoid, or not root)"
@@ -301,9 +315,16 @@ run_load() {
         perf_pid=$!
         sleep 0.2
     fi
+    local record_pid=""
+    if [ "$PERF_RECORD" = 1 ] && [ -n "$pid" ]; then
+        mkdir -p "$OUT"
+        perf record -q -g -C 0 -o "$OUT/perf-$name-$ROUND.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+        record_pid=$!
+    fi
     taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency -s "$script" "$url" -- "$@" \
         >"$WORK/$name.wrk"
     core0_after=$(core0_ticks)
+    [ -z "$record_pid" ] || wait "$record_pid" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid" 2>/dev/null || true
         wait "$perf_pid" 2>/dev/null || true
@@ -457,16 +478,51 @@ fi
 
 done
 
+# ---------------------------------------------------------------------------------------------- table
+# Issue 12's table targets, measured after the load (nothing else runs then): criterion's point estimate of
+# each lookup, and table_memory's bytes per entry. Written as JSON for the report.
+TABLE_JSON="$WORK/table.json"
+echo '{}' >"$TABLE_JSON"
+if [ "$TABLE" = 1 ]; then
+    log "table: cargo bench --bench table (lookups at 1 M and 10 M)"
+    cargo bench --quiet --bench table -- '^table_(1M|10M)/lookup_(hit|miss)/table$' >"$WORK/table-bench.txt" 2>&1 \
+        || die "cargo bench --bench table failed: $(tail -n 5 "$WORK/table-bench.txt")"
+    for n in 1000000 10000000; do
+        log "table: bytes per entry at $n entries"
+        cargo run --quiet --release --example table_memory -- table "$n" >>"$WORK/table-memory.txt" 2>&1 \
+            || die "table_memory failed: $(tail -n 5 "$WORK/table-memory.txt")"
+    done
+    python3 - "$WORK/table-bench.txt" "$WORK/table-memory.txt" >"$TABLE_JSON" <<'PY'
+import json, re, sys
+units = {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6}
+out, name = {}, None
+for line in open(sys.argv[1]):
+    m = re.match(r"^(table_\S+)", line.strip())
+    if m:
+        name = m.group(1)
+    t = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", line)
+    if t and name:
+        out[name] = float(t.group(1)) * units[t.group(2)]
+        name = None
+for line in open(sys.argv[2]):
+    f = line.split()
+    if len(f) >= 3 and f[0] == "table" and f[1].isdigit():
+        out[f"bytes_per_entry/{f[1]}"] = float(f[2])
+print(json.dumps(out))
+PY
+fi
+
 # ---------------------------------------------------------------------------------------------- report
 mkdir -p "$OUT"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 NOTES_JSON=$(printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}" | python3 -c 'import json,sys; print(json.dumps([l for l in sys.stdin.read().splitlines() if l]))')
 META=$(printf '{"stamp":"%s","body_bytes":%s,"connections":%s,"duration_s":%s,"origins":%s,"commit":"%s","cores":%s,"pinning":"proxy on core 0 (taskset -c 0); wrk and origins on core 1 (taskset -c 1)","notes":%s}' \
     "$STAMP" "$BODY_BYTES" "$CONNECTIONS" "$DURATION" "$ORIGINS" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$(nproc)" "$NOTES_JSON")
-python3 - "$RESULTS" "$OUT/proxy-load-$STAMP" "$META" <<'PY'
+python3 - "$RESULTS" "$OUT/proxy-load-$STAMP" "$META" "$TABLE_JSON" <<'PY'
 import json, sys
 
 results_path, out_base, meta = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+table_figures = json.load(open(sys.argv[4]))
 meta["notes"] = list(dict.fromkeys(meta["notes"]))  # one per case, however many rounds
 rows = []
 for line in open(results_path):
@@ -598,6 +654,23 @@ for label, case, key, base_case, bound, lower in targets:
     ok = r <= bound if lower else r >= bound
     extra.append(f"  {label}: {r:.2f}x  {'PASS' if ok else 'MISS'}")
 
+if table_figures:
+    extra.append("")
+    extra.append("table targets (issue 12; criterion's estimate, table_memory's RSS growth):")
+    for label, key, bound in [
+        ("lookup hit at 1 M entries <= 100 ns", "table_1M/lookup_hit/table", 100),
+        ("lookup miss at 1 M entries <= 100 ns", "table_1M/lookup_miss/table", 100),
+        ("lookup hit at 10 M entries <= 100 ns", "table_10M/lookup_hit/table", 100),
+        ("lookup miss at 10 M entries <= 100 ns", "table_10M/lookup_miss/table", 100),
+        ("bytes per entry at 1 M <= 64", "bytes_per_entry/1000000", 64),
+        ("bytes per entry at 10 M <= 64", "bytes_per_entry/10000000", 64),
+    ]:
+        v = table_figures.get(key)
+        if v is None:
+            extra.append(f"  {label}: not measured")
+        else:
+            extra.append(f"  {label}: {v:.1f}  {'PASS' if v <= bound else 'MISS'}")
+    meta["table"] = table_figures
 text = "\n".join(
     [f"proxy load bench {meta['stamp']} (commit {meta['commit']}, {meta['cores']} cores, load average "
      f"{open('/proc/loadavg').read().split()[0]} at the end): "
