@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Shutdown order: the proxy listeners drain first, then the tree is cancelled and [`App::run`] waits for
-//! every task to finish (the barrier), then writes the snapshot one last time.
+//! every task to finish (the barrier), then stops the connection workers and writes the snapshot one last
+//! time.
 
 mod admin;
 mod signals;
@@ -181,12 +182,13 @@ impl App {
         };
         let workers = Arc::new(workers);
         server::run(listeners, proxy.clone(), workers.clone(), shutdown).await;
-        // Drained: what is left on the workers (idle upstream connections, detached work) ends with them.
-        workers.stop();
 
+        // Tracked work on the workers (tunnels, fan-outs) sees the cancellation and ends while they still run.
         cancel.cancel();
         tasks.close();
         tasks.wait().await;
+        // What is left on the workers (idle upstream connections, detached work) ends with them.
+        workers.stop();
         signals::save_snapshot(&proxy).await;
     }
 }
