@@ -5,7 +5,9 @@
 //! driving each upstream connection it opens, and the work a request spawns (a fan-out, a learn) all run on
 //! that worker's thread. Nothing on the request path wakes another thread, and the scheduler needs no
 //! cross-thread queues. The only hand-over is at accept: the socket is moved from the accepting runtime to
-//! the chosen worker's (two `epoll_ctl` calls per connection, none per request).
+//! the chosen worker's (two `epoll_ctl` calls per connection, none per request). One exception: with
+//! `store = "redis"`, a command goes through the store's multiplexed connection, whose driver runs on the
+//! control runtime (a local hit, the common case, sends none).
 //!
 //! A worker is chosen by the fewest open connections (ties to the lowest index), so long keep-alive
 //! connections do not pile up on one thread the way a plain rotation can leave them.
