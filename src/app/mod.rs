@@ -11,6 +11,7 @@
 //! ├── reload::watch        SIGHUP and file changes (when started from a file)
 //! ├── health probers       per pool generation (a child token replaced on reload)
 //! ├── refresh triggers     node-up and timer loops; fan-outs, background refreshes
+//! ├── idle connections     the sweep of idle upstream connections past their timeout
 //! └── table upkeep         the expiry sweeper and the periodic snapshot
 //! ```
 //!
@@ -170,6 +171,7 @@ impl App {
         }
         start_refresh_triggers(&proxy);
         spawn(Box::pin(sweep_expired(proxy.clone())));
+        spawn(Box::pin(close_idle_connections(proxy.clone())));
         if proxy.current().config.affinity.snapshot_path.is_some() {
             spawn(Box::pin(snapshot_periodically(proxy.clone())));
         }
@@ -215,6 +217,19 @@ async fn sweep_expired(proxy: Proxy) {
         let expired = proxy.table().sweep(unix_now());
         if expired > 0 {
             tracing::debug!(expired, "swept expired credentials");
+        }
+    }
+}
+
+/// Closes idle upstream connections past `upstream.pool_idle_timeout` every second, whichever worker keeps them
+/// (a worker whose traffic to a node stopped would otherwise hold them open).
+async fn close_idle_connections(proxy: Proxy) {
+    let mut tick = crate::time::periodic(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let closed = proxy.current().pool.close_expired_idle();
+        if closed > 0 {
+            tracing::debug!(closed, "closed idle upstream connections");
         }
     }
 }

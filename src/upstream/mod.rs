@@ -207,6 +207,15 @@ impl Pool {
         }
     }
 
+    /// Closes the idle upstream connections of every node that idled past `pool_idle_timeout` (or that the
+    /// node closed); returns how many.
+    pub fn close_expired_idle(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|n| n.client.close_expired_idle())
+            .sum()
+    }
+
     /// Every node.
     pub fn nodes(&self) -> &[Arc<Node>] {
         &self.nodes
