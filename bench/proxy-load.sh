@@ -230,7 +230,7 @@ CLK_TCK=$(getconf CLK_TCK)
 # "utime stime" (clock ticks) of a process and its direct children (nginx: master and worker).
 cpu_ticks() {
     local pid=$1 user=0 sys=0 p u s
-    for p in $pid $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+    for p in $(pids_of "$pid" | tr ',' ' '); do
         [ -r "/proc/$p/stat" ] || continue
         # Fields after the parenthesised command name: utime is the 12th, stime the 13th.
         read -r u s < <(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12, $13}')

@@ -132,10 +132,11 @@ impl Proxy {
         };
         let listeners_changed = addresses(&config) != addresses(&old.config);
         // The connection workers are started once, with the process.
-        if config.runtime.workers() != old.config.runtime.workers() {
+        let (from, to) = (old.config.runtime.workers(), config.runtime.workers());
+        if from != to {
             tracing::warn!(
-                from = old.config.runtime.workers(),
-                to = config.runtime.workers(),
+                from,
+                to,
                 "runtime.worker_threads changed; it applies at the next restart"
             );
         }

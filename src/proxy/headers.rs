@@ -262,6 +262,15 @@ pub(super) fn set_forwarding(
     remove_spoofable(headers, client.trusted, &settings.strip_from_untrusted);
     let scheme = if client.tls { "https" } else { "http" };
     let peer = ip_text(client.peer);
+    // RFC 7239 §6: an IPv6 node is quoted and bracketed; `host` holds ':' so it is a quoted-string (a valid Host
+    // contains neither a quote nor a backslash). Written from `peer` before `X-Forwarded-For` takes it.
+    let forwarded = settings.forwarded.then(|| {
+        let host = String::from_utf8_lossy(host.as_bytes());
+        match client.peer {
+            IpAddr::V4(_) => format!("for={peer};host=\"{host}\";proto={scheme}"),
+            IpAddr::V6(v6) => format!("for=\"[{v6}]\";host=\"{host}\";proto={scheme}"),
+        }
+    });
     if client.trusted {
         let prior: Vec<String> = headers
             .get_all(&X_FORWARDED_FOR)
@@ -289,19 +298,8 @@ pub(super) fn set_forwarding(
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
-    if settings.forwarded {
-        // RFC 7239 §6: an IPv6 node is quoted and bracketed; `host` holds ':' so it is a quoted-string (a
-        // valid Host contains neither a quote nor a backslash).
-        let node = match client.peer {
-            IpAddr::V4(_) => ip_text(client.peer),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
-        };
-        let host = String::from_utf8_lossy(host.as_bytes());
-        if let Ok(element) =
-            HeaderValue::from_str(&format!("for={node};host=\"{host}\";proto={scheme}"))
-        {
-            headers.append(header::FORWARDED, element);
-        }
+    if let Some(Ok(element)) = forwarded.map(HeaderValue::try_from) {
+        headers.append(header::FORWARDED, element);
     }
     if settings.websphere_private_headers {
         set(headers, &WS_SCHEME, scheme);

@@ -142,20 +142,24 @@ struct IdleConnection {
     since: Instant,
 }
 
+impl IdleConnection {
+    /// Idle for no longer than `timeout` at `now`.
+    fn fresh(&self, now: Instant, timeout: Duration) -> bool {
+        now.duration_since(self.since) <= timeout
+    }
+
+    /// Fresh, and still open (the node has not closed it).
+    fn reusable(&self, now: Instant, timeout: Duration) -> bool {
+        self.fresh(now, timeout) && !self.sender.is_closed()
+    }
+}
+
 impl std::fmt::Debug for NodeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeClient")
             .field("address", &self.inner.address)
             .field("tls", &self.inner.tls.is_some())
-            .field(
-                "idle",
-                &self
-                    .inner
-                    .idle
-                    .iter()
-                    .map(|l| l.0.lock().len())
-                    .sum::<usize>(),
-            )
+            .field("idle", &self.inner.idle_count())
             .finish()
     }
 }
@@ -249,9 +253,7 @@ impl NodeClient {
             }
         }
     }
-}
 
-impl NodeClient {
     /// Closes every worker's idle connections that idled longer than `pool_idle_timeout` or that the node
     /// closed; returns how many. Taking and returning a connection drop such ones on the way, but a worker whose
     /// traffic to this node stopped takes none, so a periodic sweep (`app`) closes them.
@@ -261,14 +263,17 @@ impl NodeClient {
 }
 
 impl Inner {
+    /// Idle connections kept, over every worker's list.
+    fn idle_count(&self) -> usize {
+        self.idle.iter().map(|l| l.0.lock().len()).sum()
+    }
+
     fn close_expired_idle(&self, now: Instant) -> usize {
         let mut closed = 0;
         for list in self.idle.iter() {
             let mut idle = list.0.lock();
             let before = idle.len();
-            idle.retain(|c| {
-                now.duration_since(c.since) <= self.idle_timeout && !c.sender.is_closed()
-            });
+            idle.retain(|c| c.reusable(now, self.idle_timeout));
             closed += before - idle.len();
         }
         closed
@@ -280,9 +285,7 @@ impl Inner {
         let now = Instant::now();
         let mut idle = self.idle[list].0.lock();
         while let Some(connection) = idle.pop_back() {
-            if now.duration_since(connection.since) <= self.idle_timeout
-                && !connection.sender.is_closed()
-            {
+            if connection.reusable(now, self.idle_timeout) {
                 return Some(connection.sender);
             }
         }
@@ -298,7 +301,7 @@ impl Inner {
         let mut idle = self.idle[list].0.lock();
         while idle
             .front()
-            .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
+            .is_some_and(|c| !c.fresh(now, self.idle_timeout))
         {
             idle.pop_front();
         }
@@ -533,13 +536,12 @@ mod tests {
             node("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
         let client = client(authority);
         assert_eq!(get(&client).await, StatusCode::OK);
-        let idle = |c: &NodeClient| c.inner.idle.iter().map(|l| l.0.lock().len()).sum::<usize>();
-        assert_eq!(idle(&client), 1);
+        assert_eq!(client.inner.idle_count(), 1);
         // Within the timeout the sweep keeps it; past it, closes it.
         assert_eq!(client.inner.close_expired_idle(Instant::now()), 0);
         let later = Instant::now() + Duration::from_secs(61);
         assert_eq!(client.inner.close_expired_idle(later), 1);
-        assert_eq!(idle(&client), 0);
+        assert_eq!(client.inner.idle_count(), 0);
         assert_eq!(get(&client).await, StatusCode::OK);
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection");
     }
