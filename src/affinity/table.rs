@@ -1,8 +1,9 @@
 //! The learned table: fingerprint → (kind, owner set, expiry).
 //!
-//! [`Table`] is one `Clone` handle over shared state. Reads on the per-request path ([`Table::lookup`]) take one
-//! shard's read lock and read one slot (see [`Slots`]: 32 bytes an entry, sized once from `max_entries`, never
-//! rehashed on the request path); writes happen once per learning response or refresh. Nothing
+//! [`Table`] is one `Clone` handle over shared state. Reads on the per-request path ([`Table::lookup`]) take no
+//! lock: they read one slot optimistically and check the shard's version (see [`Slots`]: 32-byte slots at load
+//! 0.6, sized once from `max_entries`, never rehashed); writes, once per learning response or refresh, take the
+//! shard's mutex. Nothing
 //! here is async and no guard ever escapes a method, so no lock can be held across an `.await`.
 //!
 //! # Owner-set rules (BRIEF 2.1)
@@ -155,8 +156,8 @@ pub struct Table {
 }
 
 struct Shared {
-    /// The entries: open addressing in sharded `RwLock`s, sized from `max_entries` (see [`Slots`]); lookups on
-    /// the per-request path take one shard's read lock and read one cache line.
+    /// The entries: open addressing in shards, sized from `max_entries` (see [`Slots`]); lookups on the
+    /// per-request path take no lock and read one cache line.
     map: Slots,
     max_entries: usize,
     /// Statistics only (relaxed ordering).
