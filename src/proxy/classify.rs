@@ -10,10 +10,21 @@ use super::route::{self, Route};
 use super::{Generation, Proxy};
 use crate::affinity::{unix_now, Fingerprint, NodeSet};
 use crate::metrics::RouteReason;
-use crate::oauth::{self, CandidateClass, CredentialKind, EndpointRole, Specificity};
+use crate::oauth::{self, Candidate, CandidateClass, CredentialKind, EndpointRole, Specificity};
 use crate::refresh::Strategy;
 use crate::upstream::balance::Basis;
 use crate::upstream::clone_id;
+
+/// How many of a request's credentials [`Proxy::classify`] fingerprints and looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lookups {
+    /// Enough to route. Tokens are looked up first; once one is known, the request's consumer keys, client
+    /// ids and session cookies cannot change the decision (the most specific credential wins) and are left
+    /// alone: for a signed OAuth 1 request with a known token, one fingerprint and one lookup less (issue 12).
+    ToRoute,
+    /// Every credential, in the order the request carries them: what repair reads.
+    All,
+}
 
 /// A request's routing decision, and what repair needs to know of its credentials afterwards.
 #[derive(Debug)]
@@ -27,6 +38,8 @@ pub(super) struct Classified {
     pub carried: Vec<Carried>,
     /// With a shared store only: credentials the local table did not know, to read through from Redis.
     pub misses: Vec<Fingerprint>,
+    /// Whether `key` and `carried` cover every credential ([`Lookups::All`]).
+    pub complete: bool,
 }
 
 /// One credential a request carries, as looked up.
@@ -46,6 +59,7 @@ impl Classified {
             key: None,
             carried: Vec::new(),
             misses: Vec::new(),
+            complete: true,
         }
     }
 }
@@ -81,15 +95,49 @@ pub(super) fn plan_key_route(
     }
 }
 
+/// Calls `look` on the candidates `lookups` asks for, in its order; `look` answers whether the table knew the
+/// candidate. `All`: every candidate, in request order. `ToRoute`: the candidates that can only be tokens, then
+/// the rest only if none of those was known. [`route::decide`] picks the last of the most specific hits, so
+/// this order changes no decision.
+fn visit_candidates<'a>(
+    candidates: &'a [Candidate],
+    lookups: Lookups,
+    mut look: impl FnMut(&'a Candidate) -> bool,
+) {
+    let token_only = |c: &Candidate| {
+        c.class
+            .kinds()
+            .iter()
+            .all(|k| k.specificity() == Specificity::Token)
+    };
+    match lookups {
+        Lookups::All => candidates.iter().for_each(|c| {
+            look(c);
+        }),
+        Lookups::ToRoute => {
+            let mut known = false;
+            for c in candidates.iter().filter(|c| token_only(c)) {
+                known |= look(c);
+            }
+            if !known {
+                for c in candidates.iter().filter(|c| !token_only(c)) {
+                    look(c);
+                }
+            }
+        }
+    }
+}
+
 impl Proxy {
-    /// Looks up every credential the request carries (each fingerprinted once) and decides where it may go.
-    /// `role` is the path's endpoint role (`rules.role_for`), decided once by the caller.
+    /// Looks up the credentials the request carries (each fingerprinted once; which ones: `lookups`) and
+    /// decides where it may go. `role` is the path's endpoint role (`rules.role_for`), decided once by the caller.
     pub(super) fn classify(
         &self,
         generation: &Generation,
         parts: &http::request::Parts,
         role: Option<EndpointRole>,
         body: Option<&[u8]>,
+        lookups: Lookups,
     ) -> Classified {
         let routing = &generation.config.routing;
         // Session affinity alone reads only cookies: the `Authorization` header and form parsing cost more
@@ -104,14 +152,14 @@ impl Proxy {
         let mut hits = Vec::with_capacity(credentials.candidates.len());
         let mut carried = Vec::with_capacity(credentials.candidates.len());
         let mut misses = Vec::new();
-        for c in &credentials.candidates {
+        visit_candidates(&credentials.candidates, lookups, |c| {
             let wanted = if c.class == CandidateClass::SessionCookie {
                 routing.session_affinity
             } else {
                 routing.token_aware
             };
             if !wanted {
-                continue;
+                return false;
             }
             let fp = self.fingerprint(c.value.expose());
             if key.is_none() {
@@ -133,7 +181,8 @@ impl Proxy {
             if let Some(entry) = entry {
                 hits.push((fp, entry));
             }
-        }
+            entry.is_some()
+        });
         let mut route = route::decide(&hits, generation.pool.healthy());
         if route.reason == RouteReason::Policy && routing.session_affinity {
             // Nothing learned: a WebSphere session cookie may still name its node by clone id.
@@ -153,6 +202,7 @@ impl Proxy {
             key,
             carried,
             misses,
+            complete: lookups == Lookups::All,
         }
     }
 
@@ -210,6 +260,86 @@ mod tests {
 
     fn set(ids: &[usize]) -> NodeSet {
         ids.iter().map(|&i| NodeId::new(i).unwrap()).collect()
+    }
+
+    fn candidate(class: CandidateClass, value: &str) -> Candidate {
+        Candidate {
+            class,
+            source: oauth::CandidateSource::Authorization,
+            value: oauth::CredentialValue::new(value.to_owned()),
+        }
+    }
+
+    /// The candidates `visit_candidates` looks up, given which of them the table knows.
+    fn visited(candidates: &[Candidate], lookups: Lookups, known: &[&str]) -> Vec<String> {
+        let mut seen = Vec::new();
+        visit_candidates(candidates, lookups, |c| {
+            seen.push(c.value.expose().to_owned());
+            known.contains(&c.value.expose())
+        });
+        seen
+    }
+
+    #[test]
+    fn a_known_token_leaves_the_key_and_cookie_unlooked_when_only_routing() {
+        use CandidateClass::*;
+        let request = [
+            candidate(ConsumerKey, "key"),
+            candidate(SessionCookie, "cookie"),
+            candidate(OAuthToken, "token"),
+            candidate(Verifier, "verifier"),
+        ];
+        // Tokens first; a known one ends the lookups.
+        assert_eq!(
+            visited(&request, Lookups::ToRoute, &["token", "key"]),
+            ["token", "verifier"]
+        );
+        // No token known: the rest, in request order.
+        assert_eq!(
+            visited(&request, Lookups::ToRoute, &["key"]),
+            ["token", "verifier", "key", "cookie"]
+        );
+        // Repair's view: everything, in request order, known or not.
+        assert_eq!(
+            visited(&request, Lookups::All, &["token"]),
+            ["key", "cookie", "token", "verifier"]
+        );
+    }
+
+    #[test]
+    fn looking_up_only_to_route_decides_what_looking_up_everything_decides() {
+        use crate::affinity::{Entry, FingerprintKey};
+        use CandidateClass::*;
+        let fps = FingerprintKey::generate();
+        let request = [
+            candidate(ConsumerKey, "key"),
+            candidate(OAuthToken, "token"),
+            candidate(SessionCookie, "cookie"),
+            candidate(Bearer, "bearer"),
+            candidate(ClientId, "client"),
+        ];
+        let healthy = set(&[0, 1, 2, 3, 4]);
+        // Every subset of the candidates known, each owned by its own node.
+        for known in 0u32..1 << request.len() {
+            let decide = |lookups| {
+                let mut hits = Vec::new();
+                visit_candidates(&request, lookups, |c| {
+                    let i = request.iter().position(|r| r == c).unwrap();
+                    let hit = known & 1 << i != 0;
+                    if hit {
+                        let entry = Entry::new(c.class.kinds()[0], set(&[i]), u64::MAX);
+                        hits.push((fps.fingerprint(c.value.expose()), entry));
+                    }
+                    hit
+                });
+                route::decide(&hits, healthy)
+            };
+            assert_eq!(
+                decide(Lookups::ToRoute),
+                decide(Lookups::All),
+                "known {known:05b}"
+            );
+        }
     }
 
     #[test]

@@ -50,6 +50,7 @@ use crate::refresh::Refreshes;
 use crate::transport::body::{BodyError, Prefix, ProxyBody, Relay};
 use crate::upstream::balance::Basis;
 use crate::upstream::Pool;
+use classify::Lookups;
 use error::ProxyError;
 pub use generation::{Generation, NotReady, ReloadReport, ReloadStatus};
 use headers::ClientSide;
@@ -366,7 +367,13 @@ impl Proxy {
         // A request can be replayed only if its whole body is in hand.
         let replayable = buffered.clone().or_else(|| empty_body.then(Bytes::new));
         let mut classified = if routing.token_aware || routing.session_affinity {
-            self.classify(generation, &parts, role, buffered.as_deref())
+            self.classify(
+                generation,
+                &parts,
+                role,
+                buffered.as_deref(),
+                Lookups::ToRoute,
+            )
         } else {
             classify::Classified::by_policy(generation.pool.healthy())
         };
@@ -374,7 +381,13 @@ impl Proxy {
             // A credential this instance does not know may have been learned by another one an instant ago:
             // one round trip reads it through, then the request is classified again.
             if Box::pin(redis.read_through(&classified.misses, unix_now())).await > 0 {
-                classified = self.classify(generation, &parts, role, buffered.as_deref());
+                classified = self.classify(
+                    generation,
+                    &parts,
+                    role,
+                    buffered.as_deref(),
+                    Lookups::ToRoute,
+                );
             }
         }
         let route = classified.route;
@@ -431,6 +444,12 @@ impl Proxy {
         let may_be_stale = repair::may_be_stale(answer.response.status());
         let answer = match (&replayable, config.repair.enabled) {
             (Some(replay), true) if may_be_stale => {
+                if !classified.complete {
+                    // Repair reads every credential the request carries, not only the one that routed it.
+                    let all =
+                        self.classify(generation, &parts, role, buffered.as_deref(), Lookups::All);
+                    classified = classify::Classified { route, ..all };
+                }
                 Box::pin(self.repair(generation, &parts, &classified, replay, answer)).await?
             }
             _ => answer,
