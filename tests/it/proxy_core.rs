@@ -88,6 +88,26 @@ async fn request_without_host_or_with_two_hosts_gets_400() {
 }
 
 #[tokio::test]
+async fn the_default_header_bound_is_one_hundred_fields() {
+    let origin = Origin::start("n1").await;
+    let proxy = spawn_proxy(&config_text(&[("n1", origin.url())], "")).await;
+    let request = |fields: usize| {
+        let mut text = String::from("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n");
+        for i in 0..fields - 2 {
+            text.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        text + "\r\n"
+    };
+    // The proxy adds its own fields (X-Forwarded-For, X-Request-Id, ...), which count against the node's bound.
+    let response = raw_exchange(proxy.addr, request(90).as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let response = raw_exchange(proxy.addr, request(101).as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    assert_eq!(origin.hits(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
 async fn too_many_or_too_large_headers_get_431() {
     let origin = Origin::start("n1").await;
     let extra = "[limits]\nmax_headers = 10\nmax_header_bytes = \"8KiB\"\n";
