@@ -455,7 +455,7 @@ impl Proxy {
             _ => answer,
         };
         notes.replayed = answer.node.id != first;
-        notes.node = Some(answer.node.spec.name.clone());
+        notes.node = Some(answer.node.clone());
         self.learn_then_relay(generation, &parts, role, answer)
             .await
     }
