@@ -44,7 +44,8 @@
 #   --repeat N        run the whole list of cases N times, interleaved (round 1: every case, round 2: every
 #                     case, ...), and report each figure as the median of its N runs (default 1); the
 #                     spread of CPU per request is printed too. On a shared machine this is what makes a
-#                     ratio of a few percent (token-aware against plain) worth reading.
+#                     ratio of a few percent (token-aware against plain) worth reading. A ratio of two
+#                     tokenroute cases is paired: each round's ratio, then their median and range.
 #   --table           also measure issue 12's table targets and print them with the load targets: lookup hit
 #                     and miss at 1 M and 10 M entries (`cargo bench --bench table`, criterion's estimate)
 #                     and bytes per entry at 1 M and 10 M (`cargo run --release --example table_memory`).
@@ -617,10 +618,30 @@ if counted:
         parts = sorted(((k, v / n) for k, v in c.items() if k != "total" and v / n >= 0.05), key=lambda kv: -kv[1])
         extra.append(f"  {r['case']}: {c.get('total', 0) / n:.2f} total; " + ", ".join(f"{k} {v:.2f}" for k, v in parts))
     extra.append("")
-def cpu_cmp(a, b, label):
+def paired(a, b):
+    """CPU per request of case a over case b, round by round (the two ran minutes apart at most, so slow drifts
+    of a shared machine cancel): the median and range of those ratios, or None without two or more rounds."""
+    ra, rb = runs.get(a, []), runs.get(b, [])
+    ratios = [x["cpu_us_per_req"] / y["cpu_us_per_req"] for x, y in zip(ra, rb)
+              if x["cpu_us_per_req"] and y["cpu_us_per_req"]]
+    if len(ratios) < 2 or len(ra) != len(rb):
+        return None
+    return median(ratios), min(ratios), max(ratios), len(ratios)
+def cpu_ratio(a, b):
+    """a's CPU per request over b's: the paired median with several rounds, else the ratio of the figures."""
+    p = paired(a, b)
+    if p:
+        return p[0]
     if a in by and b in by and by[a]["cpu_us_per_req"] and by[b]["cpu_us_per_req"]:
-        d = by[a]["cpu_us_per_req"] / by[b]["cpu_us_per_req"] - 1
-        extra.append(f"{label}: {d * 100:+.1f}% CPU per request")
+        return by[a]["cpu_us_per_req"] / by[b]["cpu_us_per_req"]
+    return None
+def cpu_cmp(a, b, label):
+    r = cpu_ratio(a, b)
+    if r is None:
+        return
+    p = paired(a, b)
+    spread = f" (median of {p[3]} rounds' ratios, range {(p[1] - 1) * 100:+.1f}%..{(p[2] - 1) * 100:+.1f}%)" if p else ""
+    extra.append(f"{label}: {(r - 1) * 100:+.1f}% CPU per request{spread}")
 cpu_cmp("tokenroute-aware", "tokenroute-hdr", "token-aware vs plain, same OAuth requests")
 cpu_cmp("tokenroute-aware", "tokenroute", "token-aware (OAuth requests) vs plain (bare requests)")
 cpu_cmp("tokenroute-hdr", "tokenroute", "plain with OAuth header vs plain bare (header bytes alone)")
@@ -650,7 +671,8 @@ for label, case, key, base_case, bound, lower in targets:
     if not a or not b:
         extra.append(f"  {label}: not measured")
         continue
-    r = a / b
+    # Two tokenroute cases: paired round by round (see `paired`); against HAProxy, the medians' ratio.
+    r = cpu_ratio(case, base_case) if base_case.startswith("tokenroute") and key == "cpu_us_per_req" else a / b
     ok = r <= bound if lower else r >= bound
     extra.append(f"  {label}: {r:.2f}x  {'PASS' if ok else 'MISS'}")
 
