@@ -41,8 +41,9 @@ pub(crate) const MIN_SHARD_SLOTS: usize = 16;
 const OPTIMISTIC_READS: usize = 4;
 
 /// One slot: the fingerprint's two words, the owner set, and `expires_at | (kind code) << 32`, where a kind
-/// code of 0 marks the slot empty.
+/// code of 0 marks the slot empty. Aligned to its size, so that no slot straddles two cache lines.
 #[derive(Default)]
+#[repr(align(32))]
 struct Slot([AtomicU64; 4]);
 
 const _: () = assert!(
