@@ -547,14 +547,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_shard_spills_instead_of_losing_an_entry() {
+    /// The smallest table (one shard), filled with `times` its capacity: entry `i` expires at `i + 1`.
+    fn overfilled(times: usize) -> (Slots, usize, Vec<Fingerprint>) {
         let slots = Slots::new(1);
         let cap = slots.capacity();
-        let fps = fps(cap * 3);
+        let fps = fps(cap * times);
         for (i, fp) in fps.iter().enumerate() {
             insert(&slots, *fp, entry(i as u32));
         }
+        (slots, cap, fps)
+    }
+
+    #[test]
+    fn a_full_shard_spills_instead_of_losing_an_entry() {
+        let (slots, cap, fps) = overfilled(3);
         assert_eq!(slots.spills(), (cap * 2) as u64);
         for (i, fp) in fps.iter().enumerate() {
             assert_eq!(slots.get(fp), Some(entry(i as u32)), "fingerprint {i}");
@@ -577,12 +583,7 @@ mod tests {
 
     #[test]
     fn retain_moves_spilled_survivors_back_into_freed_slots() {
-        let slots = Slots::new(1);
-        let cap = slots.capacity();
-        let fps = fps(cap * 2);
-        for (i, fp) in fps.iter().enumerate() {
-            insert(&slots, *fp, entry(i as u32));
-        }
+        let (slots, cap, fps) = overfilled(2);
         // Keep the spilled half only: every survivor finds a slot again.
         let removed = slots.retain(|_, e| e.expires_at() > cap as u64);
         assert_eq!(removed, cap);
