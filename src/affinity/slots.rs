@@ -86,6 +86,11 @@ fn fp_words(fp: &Fingerprint) -> (u64, u64) {
     (word(0), word(8))
 }
 
+/// Whether a slot's last word (`expires_at | (kind code) << 32`) marks it occupied.
+fn occupied(meta: u64) -> bool {
+    meta >> 32 != 0
+}
+
 fn kind_code(kind: CredentialKind) -> u64 {
     kind as u64 + 1
 }
@@ -97,7 +102,7 @@ fn kind_of(code: u64) -> Option<CredentialKind> {
 
 impl Slot {
     fn occupied(&self) -> bool {
-        self.0[3].load(Ordering::Relaxed) >> 32 != 0
+        occupied(self.0[3].load(Ordering::Relaxed))
     }
 
     fn load(&self) -> Words {
@@ -235,7 +240,7 @@ impl Shard {
         loop {
             j = if j + 1 == n { 0 } else { j + 1 };
             let words = self.slots[j].load();
-            if words.0[3] >> 32 == 0 {
+            if !occupied(words.0[3]) {
                 return;
             }
             let home = self.home(words.0[1]);

@@ -366,14 +366,10 @@ impl Proxy {
         }
         // A request can be replayed only if its whole body is in hand.
         let replayable = buffered.clone().or_else(|| empty_body.then(Bytes::new));
+        let classify =
+            |lookups| self.classify(generation, &parts, role, buffered.as_deref(), lookups);
         let mut classified = if routing.token_aware || routing.session_affinity {
-            self.classify(
-                generation,
-                &parts,
-                role,
-                buffered.as_deref(),
-                Lookups::ToRoute,
-            )
+            classify(Lookups::ToRoute)
         } else {
             classify::Classified::by_policy(generation.pool.healthy())
         };
@@ -381,13 +377,7 @@ impl Proxy {
             // A credential this instance does not know may have been learned by another one an instant ago:
             // one round trip reads it through, then the request is classified again.
             if Box::pin(redis.read_through(&classified.misses, unix_now())).await > 0 {
-                classified = self.classify(
-                    generation,
-                    &parts,
-                    role,
-                    buffered.as_deref(),
-                    Lookups::ToRoute,
-                );
+                classified = classify(Lookups::ToRoute);
             }
         }
         let route = classified.route;
@@ -446,9 +436,10 @@ impl Proxy {
             (Some(replay), true) if may_be_stale => {
                 if !classified.complete {
                     // Repair reads every credential the request carries, not only the one that routed it.
-                    let all =
-                        self.classify(generation, &parts, role, buffered.as_deref(), Lookups::All);
-                    classified = classify::Classified { route, ..all };
+                    classified = classify::Classified {
+                        route,
+                        ..classify(Lookups::All)
+                    };
                 }
                 Box::pin(self.repair(generation, &parts, &classified, replay, answer)).await?
             }
