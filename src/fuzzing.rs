@@ -15,6 +15,7 @@
 //! | [`snapshot()`] | a snapshot file | no entry restored that is already expired |
 //! | [`journal()`] | a journal segment, raw or re-framed with valid checksums | a second replay finds nothing left to repair |
 //! | [`proxy_protocol()`] | the start of a connection (PROXY v1/v2) | a complete header fits in the bytes read and in `MAX_V2` |
+//! | [`node_response()`] | a node's answer, read by the direct client (`upstream::wire`) | hyper's client reads the same answer, or refuses it too |
 
 use std::path::Path;
 
@@ -24,6 +25,7 @@ use crate::affinity::journal::{self, record};
 use crate::affinity::{snapshot, FingerprintKey, NodeId, Table};
 use crate::oauth::{authorization, percent, EndpointRole, Preset, Rules};
 use crate::server::proxy_protocol::{self, Parsed};
+use crate::upstream::wire::{self, Decoded, Decoder};
 
 /// "Now" for the table readers: a fixed time, so that a corpus entry replays the same way every year.
 const NOW: u64 = 1_800_000_000;
@@ -256,4 +258,167 @@ pub fn proxy_protocol(data: &[u8]) {
         Ok(Parsed::Incomplete { needed }) => assert!(needed >= 1),
         Err(_) => {}
     }
+}
+
+/// A node's answer to a request, read twice: by the directly driven connection's parser (`upstream::wire`),
+/// and by hyper's HTTP/1 client over an in-memory socket. Both must refuse it, or both read the same status,
+/// version, reason, headers, body and trailers. The first byte picks the request's method (`GET` or `HEAD`)
+/// and the size of the pieces the answer reaches `wire` in (1 to 8 bytes), which must not change what it
+/// reads: it is also read whole.
+pub fn node_response(data: &[u8]) {
+    let Some((&selector, answer)) = data.split_first() else {
+        return;
+    };
+    let method = if selector & 1 == 0 {
+        Method::GET
+    } else {
+        Method::HEAD
+    };
+    let piece = usize::from((selector >> 1) & 7) + 1;
+    let whole = wire_read(answer, &method, usize::MAX);
+    let pieces = wire_read(answer, &method, piece);
+    assert_eq!(
+        whole.as_ref().ok(),
+        pieces.as_ref().ok(),
+        "arriving in pieces of {piece} bytes changes what wire reads"
+    );
+    let reference = hyper_read(answer, &method);
+    match (&whole, &reference) {
+        (Ok(ours), Ok(theirs)) => assert_eq!(ours, theirs, "wire and hyper read different answers"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("wire: {whole:?}\nhyper: {reference:?}"),
+    }
+}
+
+/// What a client reads of an answer.
+#[derive(Debug, PartialEq)]
+struct NodeAnswer {
+    status: StatusCode,
+    version: http::Version,
+    reason: Option<Vec<u8>>,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    trailers: Option<HeaderMap>,
+}
+
+impl NodeAnswer {
+    fn new(parts: &http::response::Parts) -> NodeAnswer {
+        NodeAnswer {
+            status: parts.status,
+            version: parts.version,
+            reason: parts
+                .extensions
+                .get::<hyper::ext::ReasonPhrase>()
+                .map(|r| r.as_bytes().to_vec()),
+            headers: parts.headers.clone(),
+            body: Vec::new(),
+            trailers: None,
+        }
+    }
+}
+
+/// `answer` through `upstream::wire`, arriving `piece` bytes at a time, the end of the connection after it.
+fn wire_read(answer: &[u8], method: &Method, piece: usize) -> Result<NodeAnswer, wire::WireError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut rest = answer;
+    let mut feed = |buf: &mut bytes::BytesMut| {
+        let n = piece.min(rest.len());
+        buf.extend_from_slice(&rest[..n]);
+        rest = &rest[n..];
+        n
+    };
+    let head = loop {
+        if let Some(head) = wire::parse_head(&mut buf, method)? {
+            break head;
+        }
+        if feed(&mut buf) == 0 {
+            return Err(wire::WireError::ClosedBeforeHead);
+        }
+    };
+    let mut read = NodeAnswer::new(&head.parts);
+    let mut decoder = Decoder::new(head.framing);
+    loop {
+        let eof = buf.is_empty() && feed(&mut buf) == 0;
+        loop {
+            match decoder.decode(&mut buf, eof)? {
+                Decoded::Data(data) => read.body.extend_from_slice(&data),
+                Decoded::Trailers(trailers) => read.trailers = Some(trailers),
+                Decoded::End => return Ok(read),
+                Decoded::NeedMore => break,
+            }
+        }
+        if !eof {
+            feed(&mut buf);
+        }
+    }
+}
+
+/// `answer` through hyper's HTTP/1 client, from an in-memory node that reads the request, writes `answer`
+/// and closes its side.
+fn hyper_read(answer: &[u8], method: &Method) -> Result<NodeAnswer, String> {
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    thread_local! {
+        static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+    }
+    let answer = answer.to_vec();
+    let exchange = async move {
+        let (client, mut node) = tokio::io::duplex(1 << 20);
+        let node = tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match node.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = node.write_all(&answer).await;
+            let _ = node.shutdown().await;
+            node
+        });
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+                .await
+                .map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(connection.with_upgrades());
+        let request = Request::builder()
+            .method(method.clone())
+            .uri("/")
+            .header(http::header::HOST, "node")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("a valid request");
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string());
+        let read = async {
+            let (parts, mut body) = response?.into_parts();
+            let mut read = NodeAnswer::new(&parts);
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| e.to_string())?;
+                match frame.into_data() {
+                    Ok(data) => read.body.extend_from_slice(&data),
+                    Err(frame) => read.trailers = frame.into_trailers().ok(),
+                }
+            }
+            Ok(read)
+        }
+        .await;
+        drop(sender);
+        driver.abort();
+        let _ = node.await;
+        read
+    };
+    RUNTIME.with(|runtime| {
+        runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(10), exchange)
+                .await
+                .expect("hyper reads a closed in-memory answer in time")
+        })
+    })
 }

@@ -134,3 +134,26 @@ write("proxy_protocol", "v2-tcp4", v2)
 v2_6 = sig + bytes([0x21, 0x21]) + struct.pack(">H", 36) + bytes(15) + b"\x01" + bytes(15) + b"\x02" + struct.pack(">HH", 1, 2)
 write("proxy_protocol", "v2-tcp6", v2_6)
 write("proxy_protocol", "v2-local", sig + bytes([0x20, 0x00, 0, 0]))
+
+
+# node_response: a selector byte (bit 0: HEAD instead of GET; bits 1-3: piece size - 1), then a node's answer
+def node(selector, answer):
+    return bytes([selector]) + answer.encode()
+
+
+write("node_response", "length", node(0, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello"))
+write("node_response", "chunked-trailers", node(2, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                              "5;ext=1\r\nhello\r\n1 \r\n!\r\n0\r\nX-Sum: 9\r\n\r\n"))
+write("node_response", "gzip-then-close", node(4, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw to the end"))
+write("node_response", "informational", node(6, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                                          "HTTP/1.1 201 Created\r\ncontent-length: 1\r\n\r\nx"))
+write("node_response", "head-with-length", node(1, "HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n"))
+write("node_response", "no-content", node(8, "HTTP/1.1 204 No Content\r\nContent-Length: 4\r\n\r\nabcd"))
+write("node_response", "http10-close", node(10, "HTTP/1.0 200 Fine\r\nConnection: keep-alive\r\n\r\nbody"))
+write("node_response", "length-list", node(12, "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\ncontent-length: 3\r\n\r\nabc"))
+write("node_response", "length-disagrees", node(0, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\ncontent-length: 4\r\n\r\nabcd"))
+write("node_response", "te-in-http10", node(0, "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
+write("node_response", "bad-chunk", node(14, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"))
+write("node_response", "short-body", node(0, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"))
+write("node_response", "switching", node(0, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"))
+write("node_response", "obs-fold", node(0, "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n"))

@@ -23,6 +23,9 @@ pub enum BodyError {
     /// The peer's connection failed mid-body.
     #[error("body stream failed")]
     Stream(#[source] hyper::Error),
+    /// A node's body, read from a directly driven connection, broke its framing or its connection.
+    #[error("body stream failed")]
+    Node(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stream taken back for a retry was polled again after it had been consumed (a bug, never expected).
     #[error("request body already consumed")]
     Consumed,

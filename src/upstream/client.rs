@@ -18,6 +18,11 @@
 //! worker has its own `pool_max_idle_per_node`; threads that are no worker (health checks, refreshes from the
 //! control runtime) share one more list.
 //!
+//! Plain-HTTP requests without a body (nearly all of them) take a shorter path (`exchange.rs`): no driver task,
+//! the request's own future writes the head and reads the answer, and the connection waits in an idle list of
+//! its own. Before such a connection is reused it must be quiet: no close and no stray bytes from the node
+//! since its last answer.
+//!
 //! Longer than 600 lines: a third of it is tests against a raw-socket node (reuse, close, HTTP/1.0, expiry).
 
 use std::collections::VecDeque;
@@ -42,6 +47,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::exchange::Connection;
+use super::wire::{Decoded, Decoder, WireError};
 use crate::transport::body::BodyError;
 
 /// The request body type sent to nodes.
@@ -79,12 +86,15 @@ pub enum ClientError {
     /// The HTTP/1 exchange failed (the request may have been partly sent).
     #[error("HTTP exchange failed")]
     Http(#[source] hyper::Error),
+    /// The exchange on a directly driven connection failed (the request may have been partly sent).
+    #[error("HTTP exchange failed")]
+    Wire(#[source] WireError),
 }
 
 impl ClientError {
     /// Whether nothing of the request was sent because no connection could be opened (safe to retry elsewhere).
     pub(crate) fn is_connect(&self) -> bool {
-        !matches!(self, ClientError::Http(_))
+        !matches!(self, ClientError::Http(_) | ClientError::Wire(_))
     }
 }
 
@@ -126,31 +136,101 @@ struct Inner {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle: usize,
-    /// Idle connections per worker (index `transport::worker::current()`, 0 for other threads), oldest at the
-    /// front; a mutex held for a push or pop, never across `.await`. On the per-request path (one pop, one
-    /// push), and each taken by one thread only: uncontended.
-    idle: Box<[IdleList]>,
+    /// Idle hyper connections per worker (index `transport::worker::current()`, 0 for other threads); on
+    /// the per-request path (one take, one put), and each used by one thread only: uncontended.
+    idle: Box<[IdleList<SendRequest<UpstreamBody>>]>,
+    /// Idle directly driven connections per worker, likewise.
+    wire_idle: Box<[IdleList<Connection>]>,
 }
 
-/// One worker's idle connections, on a cache line of its own (workers do not share lines).
-#[repr(align(64))]
-#[derive(Default)]
-struct IdleList(Mutex<VecDeque<IdleConnection>>);
+/// A connection that can wait in an idle list.
+trait Pooled {
+    /// Still open: the node has not closed it (and, for a direct one, sent nothing since).
+    fn is_open(&self) -> bool;
+}
 
-struct IdleConnection {
-    sender: SendRequest<UpstreamBody>,
+impl Pooled for SendRequest<UpstreamBody> {
+    fn is_open(&self) -> bool {
+        !self.is_closed()
+    }
+}
+
+impl Pooled for Connection {
+    fn is_open(&self) -> bool {
+        self.is_open_and_quiet()
+    }
+}
+
+/// One worker's idle connections, oldest at the front, on a cache line of its own (workers do not share
+/// lines); the mutex is held for a push or pop, never across `.await`.
+#[repr(align(64))]
+struct IdleList<C>(Mutex<VecDeque<Idle<C>>>);
+
+impl<C> Default for IdleList<C> {
+    fn default() -> Self {
+        IdleList(Mutex::new(VecDeque::new()))
+    }
+}
+
+struct Idle<C> {
+    connection: C,
     since: Instant,
 }
 
-impl IdleConnection {
+impl<C: Pooled> Idle<C> {
     /// Idle for no longer than `timeout` at `now`.
     fn fresh(&self, now: Instant, timeout: Duration) -> bool {
         now.duration_since(self.since) <= timeout
     }
 
-    /// Fresh, and still open (the node has not closed it).
+    /// Fresh, and still open.
     fn reusable(&self, now: Instant, timeout: Duration) -> bool {
-        self.fresh(now, timeout) && !self.sender.is_closed()
+        self.fresh(now, timeout) && self.connection.is_open()
+    }
+}
+
+impl<C: Pooled> IdleList<C> {
+    fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+
+    /// Closes the connections no longer reusable; returns how many.
+    fn sweep(&self, now: Instant, timeout: Duration) -> usize {
+        let mut idle = self.0.lock();
+        let before = idle.len();
+        idle.retain(|c| c.reusable(now, timeout));
+        before - idle.len()
+    }
+
+    /// The newest connection still reusable; older or closed ones met on the way are dropped.
+    fn take(&self, timeout: Duration) -> Option<C> {
+        let now = Instant::now();
+        let mut idle = self.0.lock();
+        while let Some(idle) = idle.pop_back() {
+            if idle.reusable(now, timeout) {
+                return Some(idle.connection);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection back, dropping connections idle for too long and the oldest one over `max`.
+    fn put(&self, connection: C, timeout: Duration, max: usize) {
+        if max == 0 || !connection.is_open() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.0.lock();
+        while idle.front().is_some_and(|c| !c.fresh(now, timeout)) {
+            idle.pop_front();
+        }
+        if idle.len() >= max {
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
+            connection,
+            since: now,
+        });
     }
 }
 
@@ -193,6 +273,9 @@ pub(crate) fn build(settings: &ClientSettings) -> NodeClient {
             idle: (0..=settings.workers)
                 .map(|_| IdleList::default())
                 .collect(),
+            wire_idle: (0..=settings.workers)
+                .map(|_| IdleList::default())
+                .collect(),
         }),
     }
 }
@@ -211,12 +294,73 @@ impl NodeClient {
                 .map_or_else(|| Uri::from_static("/"), Uri::from);
             *request.uri_mut() = origin_form;
         }
+        if self.inner.tls.is_none() && takes_the_wire_path(&request) {
+            return self.request_direct(request).await;
+        }
+        // Boxed: the rarer path keeps its state out of every request's future.
+        Box::pin(self.request_on_hyper(request)).await
+    }
+
+    /// A bodiless plain-HTTP request on a directly driven connection (`exchange.rs`).
+    async fn request_direct(
+        &self,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<NodeBody>, ClientError> {
+        let (parts, _empty) = request.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let close_requested = asks_to_close(&parts.headers);
+        let list = crate::transport::worker::current() % self.inner.wire_idle.len();
+        loop {
+            let (mut connection, pooled) =
+                match self.inner.wire_idle[list].take(self.inner.idle_timeout) {
+                    Some(connection) => (connection, true),
+                    // Boxed: a connect's state is large, and most requests take a pooled connection.
+                    None => (
+                        Connection::new(
+                            Box::pin(
+                                self.inner
+                                    .connect_tcp(Instant::now() + self.inner.connect_timeout),
+                            )
+                            .await?,
+                        ),
+                        false,
+                    ),
+                };
+            if let Err(failed) = connection.send(&parts.method, target, &parts.headers).await {
+                // Not written: the pooled connection was closing. Another one takes it.
+                if failed.unsent && pooled {
+                    continue;
+                }
+                return Err(ClientError::Wire(failed.error));
+            }
+            let head = connection
+                .read_head(&parts.method)
+                .await
+                .map_err(ClientError::Wire)?;
+            let reusable =
+                head.keep_alive && head.parts.version == Version::HTTP_11 && !close_requested;
+            let mut body = NodeBody::direct(DirectBody {
+                connection: Some(connection),
+                decoder: Decoder::new(head.framing),
+                give_back: reusable.then(|| (self.inner.clone(), list)),
+            });
+            if body.is_end_stream() {
+                body.release();
+            }
+            return Ok(Response::from_parts(head.parts, body));
+        }
+    }
+
+    /// Any other request, on hyper's HTTP/1 client.
+    async fn request_on_hyper(
+        &self,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<NodeBody>, ClientError> {
         let close_requested = asks_to_close(request.headers());
         loop {
             let list = crate::transport::worker::current() % self.inner.idle.len();
-            let (mut sender, pooled) = match self.inner.take_idle(list) {
+            let (mut sender, pooled) = match self.inner.idle[list].take(self.inner.idle_timeout) {
                 Some(sender) => (sender, true),
-                // Boxed: a connect (and TLS handshake) state is large, and most requests take a pooled connection.
                 None => (Box::pin(self.inner.connect()).await?, false),
             };
             // Right after a body ended the driver may not have turned the connection round yet.
@@ -239,8 +383,10 @@ impl NodeClient {
                         pool: self.inner.clone(),
                         list,
                     });
-                    let mut body = NodeBody { inner, give_back };
-                    if body.inner.is_end_stream() {
+                    let mut body = NodeBody {
+                        source: Source::Hyper { inner, give_back },
+                    };
+                    if body.is_end_stream() {
                         body.release();
                     }
                     return Ok(Response::from_parts(parts, body));
@@ -262,53 +408,56 @@ impl NodeClient {
     }
 }
 
+/// Whether a request goes out on a directly driven connection: one without a body, upgrade or length field,
+/// in origin form (everything else keeps hyper's handling of bodies, `Expect` and upgrades).
+fn takes_the_wire_path(request: &Request<UpstreamBody>) -> bool {
+    let headers = request.headers();
+    request.body().is_end_stream()
+        && request.version() == Version::HTTP_11
+        && request.method() != http::Method::CONNECT
+        && request.uri().authority().is_none()
+        && !headers.contains_key(http::header::UPGRADE)
+        && !headers.contains_key(http::header::CONTENT_LENGTH)
+        && !headers.contains_key(http::header::TRANSFER_ENCODING)
+}
+
 impl Inner {
-    /// Idle connections kept, over every worker's list.
+    /// Idle connections kept, over every worker's lists.
     fn idle_count(&self) -> usize {
-        self.idle.iter().map(|l| l.0.lock().len()).sum()
+        self.idle.iter().map(IdleList::len).sum::<usize>()
+            + self.wire_idle.iter().map(IdleList::len).sum::<usize>()
     }
 
     fn close_expired_idle(&self, now: Instant) -> usize {
-        let mut closed = 0;
-        for list in self.idle.iter() {
-            let mut idle = list.0.lock();
-            let before = idle.len();
-            idle.retain(|c| c.reusable(now, self.idle_timeout));
-            closed += before - idle.len();
-        }
-        closed
+        let timeout = self.idle_timeout;
+        self.idle
+            .iter()
+            .map(|l| l.sweep(now, timeout))
+            .sum::<usize>()
+            + self
+                .wire_idle
+                .iter()
+                .map(|l| l.sweep(now, timeout))
+                .sum::<usize>()
     }
 
-    /// The newest idle connection still open and not idle for too long; older or closed ones met on the way
-    /// are dropped.
-    fn take_idle(&self, list: usize) -> Option<SendRequest<UpstreamBody>> {
-        let now = Instant::now();
-        let mut idle = self.idle[list].0.lock();
-        while let Some(connection) = idle.pop_back() {
-            if connection.reusable(now, self.idle_timeout) {
-                return Some(connection.sender);
-            }
-        }
-        None
-    }
-
-    /// Puts a connection back, dropping connections idle for too long and the oldest one over the cap.
-    fn put_idle(&self, list: usize, sender: SendRequest<UpstreamBody>) {
-        if self.max_idle == 0 || sender.is_closed() {
-            return;
-        }
-        let now = Instant::now();
-        let mut idle = self.idle[list].0.lock();
-        while idle
-            .front()
-            .is_some_and(|c| !c.fresh(now, self.idle_timeout))
-        {
-            idle.pop_front();
-        }
-        if idle.len() >= self.max_idle {
-            idle.pop_front();
-        }
-        idle.push_back(IdleConnection { sender, since: now });
+    /// Opens the TCP connection by `deadline`.
+    async fn connect_tcp(&self, deadline: Instant) -> Result<TcpStream, ClientError> {
+        let tcp = tokio::time::timeout_at(
+            deadline,
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| ClientError::ConnectTimeout {
+            address: self.address.clone(),
+            timeout: self.connect_timeout,
+        })?
+        .map_err(|source| ClientError::Connect {
+            address: self.address.clone(),
+            source,
+        })?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
     }
 
     async fn connect(&self) -> Result<SendRequest<UpstreamBody>, ClientError> {
@@ -317,18 +466,8 @@ impl Inner {
             address: self.address.clone(),
             timeout,
         };
-        let deadline = tokio::time::Instant::now() + timeout;
-        let tcp = tokio::time::timeout_at(
-            deadline,
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|source| ClientError::Connect {
-            address: self.address.clone(),
-            source,
-        })?;
-        let _ = tcp.set_nodelay(true);
+        let deadline = Instant::now() + timeout;
+        let tcp = self.connect_tcp(deadline).await?;
         match &self.tls {
             None => self.handshake(tcp).await,
             Some((connector, name)) => {
@@ -394,51 +533,133 @@ struct GiveBack {
 
 /// A node's response body; when it has been read to its end, its connection goes back to the pool.
 pub(crate) struct NodeBody {
-    inner: Incoming,
-    /// The connection to give back when the body ends; `None` if it may not be reused (or already was).
-    give_back: Option<GiveBack>,
+    source: Source,
+}
+
+enum Source {
+    /// From hyper's client.
+    Hyper {
+        inner: Incoming,
+        /// The connection to give back when the body ends; `None` if it may not be reused (or already was).
+        give_back: Option<GiveBack>,
+    },
+    /// From a directly driven connection.
+    Direct(DirectBody),
+}
+
+/// A body read from its connection by whoever polls it.
+pub(crate) struct DirectBody {
+    /// `None` once the body ended or failed.
+    connection: Option<Connection>,
+    decoder: Decoder,
+    /// The pool and idle list to give the connection back to when the body ends; `None` if it may not be
+    /// reused.
+    give_back: Option<(Arc<Inner>, usize)>,
 }
 
 impl std::fmt::Debug for NodeBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reusable = match &self.source {
+            Source::Hyper { give_back, .. } => give_back.is_some(),
+            Source::Direct(direct) => direct.give_back.is_some(),
+        };
         f.debug_struct("NodeBody")
-            .field("reusable", &self.give_back.is_some())
+            .field("reusable", &reusable)
             .finish()
     }
 }
 
 impl NodeBody {
+    fn direct(body: DirectBody) -> NodeBody {
+        NodeBody {
+            source: Source::Direct(body),
+        }
+    }
+
+    /// Gives the connection back if the node left it reusable; called when the body has ended.
     fn release(&mut self) {
-        if let Some(GiveBack { sender, pool, list }) = self.give_back.take() {
-            pool.put_idle(list, sender);
+        match &mut self.source {
+            Source::Hyper { give_back, .. } => {
+                if let Some(GiveBack { sender, pool, list }) = give_back.take() {
+                    pool.idle[list].put(sender, pool.idle_timeout, pool.max_idle);
+                }
+            }
+            Source::Direct(direct) => {
+                let connection = direct.connection.take();
+                if let (Some(connection), Some((pool, list))) =
+                    (connection, direct.give_back.take())
+                {
+                    // Stray bytes after the answer: the connection is out of step with the node.
+                    if connection.is_between_answers() {
+                        pool.wire_idle[list].put(connection, pool.idle_timeout, pool.max_idle);
+                    }
+                }
+            }
         }
     }
 }
 
 impl Body for NodeBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.release(),
-            // A broken body leaves the connection in an unknown state: never reused.
-            Poll::Ready(Some(Err(_))) => self.give_back = None,
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match &mut self.source {
+            Source::Hyper { inner, give_back } => {
+                let polled = Pin::new(inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => self.release(),
+                    // A broken body leaves the connection in an unknown state: never reused.
+                    Poll::Ready(Some(Err(_))) => *give_back = None,
+                    _ => {}
+                }
+                polled.map_err(BodyError::from)
+            }
+            Source::Direct(direct) => {
+                let Some(connection) = direct.connection.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let decoded = match connection.poll_body(&mut direct.decoder, cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(decoded) => decoded,
+                };
+                let frame = match decoded {
+                    Ok(Decoded::Data(data)) => Some(Ok(Frame::data(data))),
+                    Ok(Decoded::Trailers(trailers)) => Some(Ok(Frame::trailers(trailers))),
+                    Ok(Decoded::End | Decoded::NeedMore) => None,
+                    Err(e) => {
+                        // Never reused.
+                        direct.connection = None;
+                        direct.give_back = None;
+                        return Poll::Ready(Some(Err(BodyError::Node(Box::new(e)))));
+                    }
+                };
+                if direct.decoder.is_done() {
+                    self.release();
+                }
+                Poll::Ready(frame)
+            }
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.source {
+            Source::Hyper { inner, .. } => inner.is_end_stream(),
+            Source::Direct(direct) => direct.connection.is_none() || direct.decoder.is_done(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.source {
+            Source::Hyper { inner, .. } => inner.size_hint(),
+            Source::Direct(direct) => direct
+                .decoder
+                .exact_remaining()
+                .map_or_else(SizeHint::default, SizeHint::with_exact),
+        }
     }
 }
 
@@ -446,7 +667,7 @@ impl Drop for NodeBody {
     /// A relayed body with a known length is dropped right after its last byte, without a final poll: it is
     /// whole, so its connection is reused. A body dropped before its end closes its connection.
     fn drop(&mut self) {
-        if self.inner.is_end_stream() {
+        if self.is_end_stream() {
             self.release();
         }
     }
@@ -509,14 +730,19 @@ mod tests {
     }
 
     async fn get(client: &NodeClient) -> StatusCode {
+        get_body(client).await.0
+    }
+
+    /// A bodiless GET (the direct path); its status and whole body.
+    async fn get_body(client: &NodeClient) -> (StatusCode, Bytes) {
         let request = Request::get("http://ignored.example/x")
             .header(http::header::HOST, "node")
             .body(Empty::new().map_err(|never| match never {}).boxed())
             .unwrap();
         let response = client.request(request).await.unwrap();
         let status = response.status();
-        response.into_body().collect().await.unwrap();
-        status
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, body)
     }
 
     #[tokio::test]
@@ -609,5 +835,135 @@ mod tests {
                 "{version:?} {connection:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_is_read_whole_and_its_connection_reused() {
+        let (authority, accepted) = node(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n1\r\n!\r\n0\r\n\r\n",
+            false,
+        )
+        .await;
+        let client = client(authority);
+        for _ in 0..3 {
+            assert_eq!(
+                get_body(&client).await,
+                (StatusCode::OK, Bytes::from("ok!"))
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_delimited_by_the_close_is_read_whole_and_never_reused() {
+        let (authority, accepted) = node("HTTP/1.1 200 OK\r\n\r\nall of it", true).await;
+        let client = client(authority);
+        for _ in 0..2 {
+            assert_eq!(
+                get_body(&client).await,
+                (StatusCode::OK, Bytes::from("all of it"))
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn bytes_after_an_answer_keep_its_connection_from_reuse() {
+        let (authority, accepted) =
+            node("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokSTRAY", false).await;
+        let client = client(authority);
+        for _ in 0..2 {
+            assert_eq!(get_body(&client).await, (StatusCode::OK, Bytes::from("ok")));
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "out of step: a new connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_node_closed_is_dropped_not_reused() {
+        // The node answers as if it kept the connection, and closes it when told to.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await.unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            close_rx.await.unwrap();
+            drop(stream);
+            closed_tx.send(()).unwrap();
+            // The next connection gets its answer.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let _ = stream.read(&mut buf).await.unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nnew")
+                .await
+                .unwrap();
+        });
+        let client = client(authority);
+        assert_eq!(get_body(&client).await.1, "ok");
+        assert_eq!(client.inner.idle_count(), 1);
+        close_tx.send(()).unwrap();
+        closed_rx.await.unwrap();
+        // Once the runtime has seen the close, the pooled connection reads as closed.
+        let mut swept = 0;
+        for _ in 0..1000 {
+            swept = client.inner.close_expired_idle(Instant::now());
+            if swept > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(swept, 1, "the closed connection is found and dropped");
+        assert_eq!(get_body(&client).await.1, "new");
+    }
+
+    fn bodiless(method: http::Method, headers: &[(&str, &str)]) -> Request<UpstreamBody> {
+        let mut request = Request::builder().method(method).uri("/x");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request
+            .body(Empty::new().map_err(|never| match never {}).boxed())
+            .unwrap()
+    }
+
+    #[test]
+    fn only_plain_bodiless_requests_take_the_wire_path() {
+        use http::Method;
+        assert!(takes_the_wire_path(&bodiless(
+            Method::GET,
+            &[("host", "n")]
+        )));
+        assert!(takes_the_wire_path(&bodiless(Method::DELETE, &[])));
+        assert!(!takes_the_wire_path(&bodiless(
+            Method::GET,
+            &[("upgrade", "websocket")]
+        )));
+        assert!(!takes_the_wire_path(&bodiless(
+            Method::POST,
+            &[("content-length", "0")]
+        )));
+        assert!(!takes_the_wire_path(&bodiless(
+            Method::POST,
+            &[("transfer-encoding", "chunked")]
+        )));
+        assert!(!takes_the_wire_path(&bodiless(Method::CONNECT, &[])));
+        let with_body = Request::post("/x")
+            .body(
+                http_body_util::Full::new(Bytes::from("a=1"))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .unwrap();
+        assert!(!takes_the_wire_path(&with_body));
     }
 }

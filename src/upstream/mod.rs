@@ -6,8 +6,10 @@
 pub mod balance;
 pub(crate) mod client;
 pub mod clone_id;
+mod exchange;
 pub(crate) mod health;
 mod settings;
+pub(crate) mod wire;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -71,3 +71,8 @@ fn journal_reader_corpus_replays_cleanly() {
 fn proxy_protocol_corpus_replays_cleanly() {
     replay("proxy_protocol", tokenroute::fuzzing::proxy_protocol);
 }
+
+#[test]
+fn node_response_corpus_reads_as_hyper_reads_it() {
+    replay("node_response", tokenroute::fuzzing::node_response);
+}

@@ -1,0 +1,143 @@
+//! A plain-HTTP/1.1 connection to a node driven inside the request's own future: the request head written,
+//! the response head and body read, by whichever task awaits them (issue 12).
+//!
+//! hyper's client gives every connection a task of its own, and a request reaches it through a channel and
+//! comes back through another: three wake-ups and a third of the proxy's user-space instructions on a small
+//! answer (`bench/README.md`). Here the request's future writes and reads the socket itself; the response body
+//! reads it from the client's connection task. `wire.rs` holds the format, with hyper's answers to every
+//! question of framing. TLS nodes, upgrades and requests with a body stay on hyper's client
+//! (`client::takes_the_wire_path`).
+
+use std::future::Future as _;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use http::{HeaderMap, Method};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::wire::{self, Decoded, Decoder, Head, WireError};
+
+/// Bytes read at a time at least, and the read buffer's first capacity.
+const READ_SIZE: usize = 8 * 1024;
+
+/// Bytes read at a time at most (a large body's known remainder is read up to this).
+const MAX_READ_SIZE: usize = 64 * 1024;
+
+/// One connection to a node and its buffers.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    stream: TcpStream,
+    /// Bytes read and not yet taken (the next head, or the rest of a body).
+    read: BytesMut,
+    /// The request head being written (kept for its capacity).
+    write: Vec<u8>,
+}
+
+/// Why a request failed, and whether the node can have seen any of it.
+#[derive(Debug)]
+pub(crate) struct SendError {
+    pub error: WireError,
+    /// Nothing of the request reached the socket: it can go out on another connection.
+    pub unsent: bool,
+}
+
+impl Connection {
+    pub(crate) fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            read: BytesMut::with_capacity(READ_SIZE),
+            write: Vec::with_capacity(512),
+        }
+    }
+
+    /// Whether an idle connection can take a request: the node has not closed it and sent nothing since the
+    /// last answer. Costs no system call unless the socket was reported readable (a close or stray bytes).
+    pub(crate) fn is_open_and_quiet(&self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Writes a bodiless request.
+    pub(crate) async fn send(
+        &mut self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), SendError> {
+        self.write.clear();
+        wire::encode_request(method, target, headers, &mut self.write);
+        let mut written = 0;
+        while written < self.write.len() {
+            match self.stream.write(&self.write[written..]).await {
+                Ok(0) => {
+                    return Err(SendError {
+                        error: WireError::Io(std::io::ErrorKind::WriteZero.into()),
+                        unsent: written == 0,
+                    })
+                }
+                Ok(n) => written += n,
+                Err(e) => {
+                    return Err(SendError {
+                        error: WireError::Io(e),
+                        unsent: written == 0,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the response head (skipping informational answers).
+    pub(crate) async fn read_head(&mut self, method: &Method) -> Result<Head, WireError> {
+        loop {
+            if let Some(head) = wire::parse_head(&mut self.read, method)? {
+                return Ok(head);
+            }
+            self.read.reserve(READ_SIZE);
+            if self
+                .stream
+                .read_buf(&mut self.read)
+                .await
+                .map_err(WireError::Io)?
+                == 0
+            {
+                return Err(WireError::ClosedBeforeHead);
+            }
+        }
+    }
+
+    /// The body's next piece: decoded from what was read, else read from the socket when it has more.
+    pub(crate) fn poll_body(
+        &mut self,
+        decoder: &mut Decoder,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Decoded, WireError>> {
+        let mut eof = false;
+        loop {
+            match decoder.decode(&mut self.read, eof)? {
+                Decoded::NeedMore => {}
+                decoded => return Poll::Ready(Ok(decoded)),
+            }
+            let want = decoder
+                .remaining()
+                .map_or(READ_SIZE, |n| usize::try_from(n).unwrap_or(usize::MAX))
+                .clamp(READ_SIZE, MAX_READ_SIZE);
+            self.read.reserve(want);
+            let read = std::pin::pin!(self.stream.read_buf(&mut self.read));
+            match read.poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(WireError::Io(e))),
+                Poll::Ready(Ok(n)) => eof = n == 0,
+            }
+        }
+    }
+
+    /// Whether the connection is between answers: nothing read beyond the last one.
+    pub(crate) fn is_between_answers(&self) -> bool {
+        self.read.is_empty()
+    }
+}
