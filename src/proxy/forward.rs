@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
-use http::{Request, Response, Uri, Version};
+use http::{Response, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
@@ -15,7 +15,7 @@ use super::Generation;
 use crate::affinity::NodeSet;
 use crate::transport::body::{self, Prefix, ProxyBody, Reclaimable, Sending, Watched};
 use crate::upstream::balance::Basis;
-use crate::upstream::client::NodeBody;
+use crate::upstream::client::{NodeBody, Outgoing};
 use crate::upstream::{HealthFailure, HealthResult, InflightGuard, Node};
 
 /// A node's answer to a forwarded request.
@@ -78,26 +78,22 @@ pub(super) async fn forward(
             let (watched, sending) = Watched::new(sent_body);
             (watched.boxed(), Some(sending))
         };
-        let mut upstream = Request::new(sent_body);
-        *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = target.clone();
-        *upstream.version_mut() = Version::HTTP_11;
-        *upstream.headers_mut() = parts.headers.clone();
+        let upstream = Outgoing {
+            method: &parts.method,
+            target: &target,
+            headers: &parts.headers,
+            body: sent_body,
+        };
         let guard = node.start_request();
         let timeout = limits.response_header_timeout;
         let outcome = match sending {
             // Nothing to stream: the node's time runs from the start.
-            None => tokio::time::timeout(timeout, node.client.request(upstream))
+            None => tokio::time::timeout(timeout, node.client.send(upstream))
                 .await
                 .map_err(|_| Elapsed),
             // Boxed, like every rarer stage: inline, its state would enlarge every request's future (issue 12).
             Some(sending) => {
-                Box::pin(answer_within(
-                    node.client.request(upstream),
-                    sending,
-                    timeout,
-                ))
-                .await
+                Box::pin(answer_within(node.client.send(upstream), sending, timeout)).await
             }
         };
         match outcome {

@@ -280,23 +280,58 @@ pub(crate) fn build(settings: &ClientSettings) -> NodeClient {
     }
 }
 
+/// A request for a node, its head borrowed: the proxy keeps the client's for a replay, and only hyper's
+/// client needs a copy of its own.
+pub(crate) struct Outgoing<'a> {
+    pub method: &'a http::Method,
+    /// In origin form.
+    pub target: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub body: UpstreamBody,
+}
+
 impl NodeClient {
-    /// Sends `request` (its URI reduced to origin form) on an idle connection, or a new one.
+    /// Sends `request` (its URI reduced to origin form, in HTTP/1.1) on an idle connection, or a new one.
     pub(crate) async fn request(
         &self,
-        mut request: Request<UpstreamBody>,
+        request: Request<UpstreamBody>,
     ) -> Result<Response<NodeBody>, ClientError> {
-        if request.uri().scheme().is_some() {
-            let origin_form = request
-                .uri()
+        let (mut parts, body) = request.into_parts();
+        if parts.uri.scheme().is_some() {
+            parts.uri = parts
+                .uri
                 .path_and_query()
                 .cloned()
                 .map_or_else(|| Uri::from_static("/"), Uri::from);
-            *request.uri_mut() = origin_form;
         }
-        if self.inner.tls.is_none() && takes_the_wire_path(&request) {
-            return self.request_direct(request).await;
+        self.send(Outgoing {
+            method: &parts.method,
+            target: &parts.uri,
+            headers: &parts.headers,
+            body,
+        })
+        .await
+    }
+
+    /// Sends a request in HTTP/1.1 on an idle connection, or a new one.
+    pub(crate) async fn send(
+        &self,
+        outgoing: Outgoing<'_>,
+    ) -> Result<Response<NodeBody>, ClientError> {
+        if self.inner.tls.is_none() && takes_the_wire_path(&outgoing) {
+            let target = outgoing
+                .target
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str());
+            return self
+                .request_direct(outgoing.method, target, outgoing.headers)
+                .await;
         }
+        let mut request = Request::new(outgoing.body);
+        *request.method_mut() = outgoing.method.clone();
+        *request.uri_mut() = outgoing.target.clone();
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = outgoing.headers.clone();
         // Boxed: the rarer path keeps its state out of every request's future.
         Box::pin(self.request_on_hyper(request)).await
     }
@@ -304,11 +339,11 @@ impl NodeClient {
     /// A bodiless plain-HTTP request on a directly driven connection (`exchange.rs`).
     async fn request_direct(
         &self,
-        request: Request<UpstreamBody>,
+        method: &http::Method,
+        target: &str,
+        headers: &HeaderMap,
     ) -> Result<Response<NodeBody>, ClientError> {
-        let (parts, _empty) = request.into_parts();
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let close_requested = asks_to_close(&parts.headers);
+        let close_requested = asks_to_close(headers);
         let list = crate::transport::worker::current() % self.inner.wire_idle.len();
         loop {
             let (mut connection, pooled) =
@@ -326,7 +361,7 @@ impl NodeClient {
                         false,
                     ),
                 };
-            if let Err(failed) = connection.send(&parts.method, target, &parts.headers).await {
+            if let Err(failed) = connection.send(method, target, headers).await {
                 // Not written: the pooled connection was closing. Another one takes it.
                 if failed.unsent && pooled {
                     continue;
@@ -334,7 +369,7 @@ impl NodeClient {
                 return Err(ClientError::Wire(failed.error));
             }
             let head = connection
-                .read_head(&parts.method)
+                .read_head(method)
                 .await
                 .map_err(ClientError::Wire)?;
             let reusable =
@@ -409,13 +444,12 @@ impl NodeClient {
 }
 
 /// Whether a request goes out on a directly driven connection: one without a body, upgrade or length field,
-/// in origin form (everything else keeps hyper's handling of bodies, `Expect` and upgrades).
-fn takes_the_wire_path(request: &Request<UpstreamBody>) -> bool {
-    let headers = request.headers();
-    request.body().is_end_stream()
-        && request.version() == Version::HTTP_11
-        && request.method() != http::Method::CONNECT
-        && request.uri().authority().is_none()
+/// in origin form (everything else keeps hyper's handling of bodies and upgrades).
+fn takes_the_wire_path(outgoing: &Outgoing<'_>) -> bool {
+    let headers = outgoing.headers;
+    outgoing.body.is_end_stream()
+        && *outgoing.method != http::Method::CONNECT
+        && outgoing.target.authority().is_none()
         && !headers.contains_key(http::header::UPGRADE)
         && !headers.contains_key(http::header::CONTENT_LENGTH)
         && !headers.contains_key(http::header::TRANSFER_ENCODING)
@@ -926,44 +960,46 @@ mod tests {
         assert_eq!(get_body(&client).await.1, "new");
     }
 
-    fn bodiless(method: http::Method, headers: &[(&str, &str)]) -> Request<UpstreamBody> {
-        let mut request = Request::builder().method(method).uri("/x");
+    /// Whether a request with `method`, `headers` and `body` (none if `None`) takes the wire path.
+    fn wire_path(
+        method: http::Method,
+        headers: &[(&'static str, &'static str)],
+        body: Option<&'static str>,
+    ) -> bool {
+        let mut map = HeaderMap::new();
         for (name, value) in headers {
-            request = request.header(*name, *value);
+            map.append(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
         }
-        request
-            .body(Empty::new().map_err(|never| match never {}).boxed())
-            .unwrap()
+        let body = match body {
+            None => Empty::new().map_err(|never| match never {}).boxed(),
+            Some(b) => http_body_util::Full::new(Bytes::from(b))
+                .map_err(|never| match never {})
+                .boxed(),
+        };
+        takes_the_wire_path(&Outgoing {
+            method: &method,
+            target: &Uri::from_static("/x"),
+            headers: &map,
+            body,
+        })
     }
 
     #[test]
     fn only_plain_bodiless_requests_take_the_wire_path() {
         use http::Method;
-        assert!(takes_the_wire_path(&bodiless(
-            Method::GET,
-            &[("host", "n")]
-        )));
-        assert!(takes_the_wire_path(&bodiless(Method::DELETE, &[])));
-        assert!(!takes_the_wire_path(&bodiless(
-            Method::GET,
-            &[("upgrade", "websocket")]
-        )));
-        assert!(!takes_the_wire_path(&bodiless(
+        assert!(wire_path(Method::GET, &[("host", "n")], None));
+        assert!(wire_path(Method::DELETE, &[], None));
+        assert!(!wire_path(Method::GET, &[("upgrade", "websocket")], None));
+        assert!(!wire_path(Method::POST, &[("content-length", "0")], None));
+        assert!(!wire_path(
             Method::POST,
-            &[("content-length", "0")]
-        )));
-        assert!(!takes_the_wire_path(&bodiless(
-            Method::POST,
-            &[("transfer-encoding", "chunked")]
-        )));
-        assert!(!takes_the_wire_path(&bodiless(Method::CONNECT, &[])));
-        let with_body = Request::post("/x")
-            .body(
-                http_body_util::Full::new(Bytes::from("a=1"))
-                    .map_err(|never| match never {})
-                    .boxed(),
-            )
-            .unwrap();
-        assert!(!takes_the_wire_path(&with_body));
+            &[("transfer-encoding", "chunked")],
+            None
+        ));
+        assert!(!wire_path(Method::CONNECT, &[], None));
+        assert!(!wire_path(Method::POST, &[], Some("a=1")));
     }
 }
