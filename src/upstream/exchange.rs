@@ -18,11 +18,11 @@ use tokio::net::TcpStream;
 
 use super::wire::{self, Decoded, Decoder, Head, WireError};
 
-/// Bytes read at a time at least, and the read buffer's first capacity.
+/// Bytes read at a time at first, and at least.
 const READ_SIZE: usize = 8 * 1024;
 
-/// Bytes read at a time at most (a large body's known remainder is read up to this).
-const MAX_READ_SIZE: usize = 64 * 1024;
+/// Bytes read at a time at most.
+const MAX_READ_SIZE: usize = 256 * 1024;
 
 /// One connection to a node and its buffers.
 #[derive(Debug)]
@@ -32,6 +32,9 @@ pub(crate) struct Connection {
     read: BytesMut,
     /// The request head being written (kept for its capacity).
     write: Vec<u8>,
+    /// Room made for the next read: doubled when a read fills it (answers larger than it then take one
+    /// `recv`, not several), halved when a read uses less than a quarter of it.
+    read_size: usize,
 }
 
 /// Why a request failed, and whether the node can have seen any of it.
@@ -48,6 +51,7 @@ impl Connection {
             stream,
             read: BytesMut::with_capacity(READ_SIZE),
             write: Vec::with_capacity(512),
+            read_size: READ_SIZE,
         }
     }
 
@@ -122,22 +126,78 @@ impl Connection {
                 Decoded::NeedMore => {}
                 decoded => return Poll::Ready(Ok(decoded)),
             }
+            // A known remainder is read whole if it fits.
             let want = decoder
                 .remaining()
-                .map_or(READ_SIZE, |n| usize::try_from(n).unwrap_or(usize::MAX))
-                .clamp(READ_SIZE, MAX_READ_SIZE);
-            self.read.reserve(want);
+                .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+                .clamp(self.read_size, MAX_READ_SIZE);
+            let room = self.make_room(want);
             let read = std::pin::pin!(self.stream.read_buf(&mut self.read));
             match read.poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(WireError::Io(e))),
-                Poll::Ready(Ok(n)) => eof = n == 0,
+                Poll::Ready(Ok(n)) => {
+                    eof = n == 0;
+                    self.adapt(n, room);
+                }
             }
         }
+    }
+
+    /// Makes room for at least `want` more bytes; returns the room there is.
+    fn make_room(&mut self, want: usize) -> usize {
+        self.read.reserve(want);
+        self.read.capacity() - self.read.len()
+    }
+
+    /// Adjusts the next read's room after a read of `n` bytes into `room`.
+    fn adapt(&mut self, n: usize, room: usize) {
+        self.read_size = next_read_size(self.read_size, n, room);
     }
 
     /// Whether the connection is between answers: nothing read beyond the last one.
     pub(crate) fn is_between_answers(&self) -> bool {
         self.read.is_empty()
+    }
+}
+
+/// The room for the next read, after one of `n` bytes into `room` when the target was `current`.
+fn next_read_size(current: usize, n: usize, room: usize) -> usize {
+    if n >= room {
+        (current * 2).min(MAX_READ_SIZE)
+    } else if n < current / 4 {
+        (current / 2).max(READ_SIZE)
+    } else {
+        current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_fills_its_room_doubles_the_next_and_small_reads_shrink_it_back() {
+        let mut size = READ_SIZE;
+        // A 40 KiB answer: two full reads, then it fits.
+        for _ in 0..2 {
+            size = next_read_size(size, size, size);
+        }
+        assert_eq!(size, 4 * READ_SIZE);
+        assert_eq!(
+            next_read_size(size, 40 * 1024 - 16 * 1024, size),
+            size,
+            "a fair share keeps it"
+        );
+        // Small answers again: back down to the floor, never below.
+        for _ in 0..4 {
+            size = next_read_size(size, 100, size);
+        }
+        assert_eq!(size, READ_SIZE);
+        // Never above the ceiling.
+        assert_eq!(
+            next_read_size(MAX_READ_SIZE, MAX_READ_SIZE, MAX_READ_SIZE),
+            MAX_READ_SIZE
+        );
     }
 }
