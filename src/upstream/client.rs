@@ -23,9 +23,9 @@
 //! its own. Before such a connection is reused it must be quiet: no close and no stray bytes from the node
 //! since its last answer.
 //!
-//! Longer than 600 lines: a third of it is tests against a raw-socket node (reuse, close, HTTP/1.0, expiry).
+//! Longer than 600 lines: two ways to a node that share one response body type; 45% of it is tests against a
+//! raw-socket node (reuse, close, HTTP/1.0, expiry, chunked answers, stray bytes).
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -42,12 +42,12 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::exchange::Connection;
+use super::pool::{IdleList, Pooled};
 use super::wire::{Decoded, Decoder, WireError};
 use crate::transport::body::BodyError;
 
@@ -143,12 +143,6 @@ struct Inner {
     wire_idle: Box<[IdleList<Connection>]>,
 }
 
-/// A connection that can wait in an idle list.
-trait Pooled {
-    /// Still open: the node has not closed it (and, for a direct one, sent nothing since).
-    fn is_open(&self) -> bool;
-}
-
 impl Pooled for SendRequest<UpstreamBody> {
     fn is_open(&self) -> bool {
         !self.is_closed()
@@ -158,79 +152,6 @@ impl Pooled for SendRequest<UpstreamBody> {
 impl Pooled for Connection {
     fn is_open(&self) -> bool {
         self.is_open_and_quiet()
-    }
-}
-
-/// One worker's idle connections, oldest at the front, on a cache line of its own (workers do not share
-/// lines); the mutex is held for a push or pop, never across `.await`.
-#[repr(align(64))]
-struct IdleList<C>(Mutex<VecDeque<Idle<C>>>);
-
-impl<C> Default for IdleList<C> {
-    fn default() -> Self {
-        IdleList(Mutex::new(VecDeque::new()))
-    }
-}
-
-struct Idle<C> {
-    connection: C,
-    since: Instant,
-}
-
-impl<C: Pooled> Idle<C> {
-    /// Idle for no longer than `timeout` at `now`.
-    fn fresh(&self, now: Instant, timeout: Duration) -> bool {
-        now.duration_since(self.since) <= timeout
-    }
-
-    /// Fresh, and still open.
-    fn reusable(&self, now: Instant, timeout: Duration) -> bool {
-        self.fresh(now, timeout) && self.connection.is_open()
-    }
-}
-
-impl<C: Pooled> IdleList<C> {
-    fn len(&self) -> usize {
-        self.0.lock().len()
-    }
-
-    /// Closes the connections no longer reusable; returns how many.
-    fn sweep(&self, now: Instant, timeout: Duration) -> usize {
-        let mut idle = self.0.lock();
-        let before = idle.len();
-        idle.retain(|c| c.reusable(now, timeout));
-        before - idle.len()
-    }
-
-    /// The newest connection still reusable; older or closed ones met on the way are dropped.
-    fn take(&self, timeout: Duration) -> Option<C> {
-        let now = Instant::now();
-        let mut idle = self.0.lock();
-        while let Some(idle) = idle.pop_back() {
-            if idle.reusable(now, timeout) {
-                return Some(idle.connection);
-            }
-        }
-        None
-    }
-
-    /// Puts a connection back, dropping connections idle for too long and the oldest one over `max`.
-    fn put(&self, connection: C, timeout: Duration, max: usize) {
-        if max == 0 || !connection.is_open() {
-            return;
-        }
-        let now = Instant::now();
-        let mut idle = self.0.lock();
-        while idle.front().is_some_and(|c| !c.fresh(now, timeout)) {
-            idle.pop_front();
-        }
-        if idle.len() >= max {
-            idle.pop_front();
-        }
-        idle.push_back(Idle {
-            connection,
-            since: now,
-        });
     }
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod client;
 pub mod clone_id;
 mod exchange;
 pub(crate) mod health;
+mod pool;
 mod settings;
 pub(crate) mod wire;
 
