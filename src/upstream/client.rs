@@ -792,46 +792,43 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_chunked_answer_is_read_whole_and_its_connection_reused() {
-        let (authority, accepted) = node(
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n1\r\n!\r\n0\r\n\r\n",
-            false,
-        )
-        .await;
+    /// Sends `requests` bodiless GETs to a node answering `answer` (and closing after it if `close`), checks
+    /// that each reads as a 200 with `body`, and returns how many connections the node accepted.
+    async fn connections_used(
+        answer: &'static str,
+        close: bool,
+        requests: usize,
+        body: &str,
+    ) -> usize {
+        let (authority, accepted) = node(answer, close).await;
         let client = client(authority);
-        for _ in 0..3 {
+        for _ in 0..requests {
             assert_eq!(
                 get_body(&client).await,
-                (StatusCode::OK, Bytes::from("ok!"))
+                (StatusCode::OK, Bytes::copy_from_slice(body.as_bytes()))
             );
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        accepted.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_is_read_whole_and_its_connection_reused() {
+        let answer =
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n1\r\n!\r\n0\r\n\r\n";
+        assert_eq!(connections_used(answer, false, 3, "ok!").await, 1);
     }
 
     #[tokio::test]
     async fn an_answer_delimited_by_the_close_is_read_whole_and_never_reused() {
-        let (authority, accepted) = node("HTTP/1.1 200 OK\r\n\r\nall of it", true).await;
-        let client = client(authority);
-        for _ in 0..2 {
-            assert_eq!(
-                get_body(&client).await,
-                (StatusCode::OK, Bytes::from("all of it"))
-            );
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        let answer = "HTTP/1.1 200 OK\r\n\r\nall of it";
+        assert_eq!(connections_used(answer, true, 2, "all of it").await, 2);
     }
 
     #[tokio::test]
     async fn bytes_after_an_answer_keep_its_connection_from_reuse() {
-        let (authority, accepted) =
-            node("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokSTRAY", false).await;
-        let client = client(authority);
-        for _ in 0..2 {
-            assert_eq!(get_body(&client).await, (StatusCode::OK, Bytes::from("ok")));
-        }
+        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokSTRAY";
         assert_eq!(
-            accepted.load(Ordering::SeqCst),
+            connections_used(answer, false, 2, "ok").await,
             2,
             "out of step: a new connection"
         );

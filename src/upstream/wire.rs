@@ -385,21 +385,13 @@ impl Decoder {
         match &mut self.kind {
             Kind::Done => Ok(Decoded::End),
             Kind::Length(remaining) => {
-                if buf.is_empty() {
-                    return if eof {
-                        Err(WireError::IncompleteBody)
-                    } else {
-                        Ok(Decoded::NeedMore)
-                    };
-                }
-                let n = buf
-                    .len()
-                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                *remaining -= n as u64;
+                let Some(data) = take_counted(buf, remaining, eof)? else {
+                    return Ok(Decoded::NeedMore);
+                };
                 if *remaining == 0 {
                     self.kind = Kind::Done;
                 }
-                Ok(Decoded::Data(buf.split_to(n).freeze()))
+                Ok(Decoded::Data(data))
             }
             Kind::Close => {
                 if !buf.is_empty() {
@@ -420,6 +412,27 @@ impl Decoder {
             }
         }
     }
+}
+
+/// Up to `remaining` bytes from the front of `buf`, counted off `remaining`; `None` when `buf` is empty and more
+/// may come, an error when nothing more will.
+fn take_counted(
+    buf: &mut BytesMut,
+    remaining: &mut u64,
+    eof: bool,
+) -> Result<Option<Bytes>, WireError> {
+    if buf.is_empty() {
+        return if eof {
+            Err(WireError::IncompleteBody)
+        } else {
+            Ok(None)
+        };
+    }
+    let n = buf
+        .len()
+        .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+    *remaining -= n as u64;
+    Ok(Some(buf.split_to(n).freeze()))
 }
 
 /// Where the chunked decoder is, byte by byte outside chunk data (hyper's states).
@@ -465,21 +478,13 @@ impl Chunked {
                     };
                 }
                 State::Data => {
-                    if buf.is_empty() {
-                        return if eof {
-                            Err(WireError::IncompleteBody)
-                        } else {
-                            Ok(Decoded::NeedMore)
-                        };
-                    }
-                    let n = buf
-                        .len()
-                        .min(usize::try_from(self.size).unwrap_or(usize::MAX));
-                    self.size -= n as u64;
+                    let Some(data) = take_counted(buf, &mut self.size, eof)? else {
+                        return Ok(Decoded::NeedMore);
+                    };
                     if self.size == 0 {
                         self.state = State::DataCr;
                     }
-                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                    return Ok(Decoded::Data(data));
                 }
                 _ => {
                     if buf.is_empty() {
