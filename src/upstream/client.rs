@@ -21,7 +21,9 @@
 //! Plain-HTTP requests without a body (nearly all of them) take a shorter path (`exchange.rs`): no driver task,
 //! the request's own future writes the head and reads the answer, and the connection waits in an idle list of
 //! its own. Before such a connection is reused it must be quiet: no close and no stray bytes from the node
-//! since its last answer.
+//! since its last answer. If the node closes or resets a pooled connection as a request arrives (its
+//! keep-alive ran out), before a byte of answer, an idempotent request goes out again on another connection;
+//! any other request fails, as it would have with hyper.
 //!
 //! Longer than 600 lines: two ways to a node that share one response body type; 45% of it is tests against a
 //! raw-socket node (reuse, close, HTTP/1.0, expiry, chunked answers, stray bytes).
@@ -289,10 +291,21 @@ impl NodeClient {
                 }
                 return Err(ClientError::Wire(failed.error));
             }
-            let head = connection
-                .read_head(method)
-                .await
-                .map_err(ClientError::Wire)?;
+            let head = match connection.read_head(method).await {
+                Ok(head) => head,
+                // A pooled connection the node closed as the request went out (its keep-alive ran out): an
+                // idempotent request that got no byte of an answer goes out again on another connection.
+                Err(e)
+                    if pooled
+                        && method.is_idempotent()
+                        && connection.nothing_read()
+                        && closed(&e) =>
+                {
+                    tracing::debug!(node = %self.inner.address, "idle connection closed by the node as the request went out; sent again");
+                    continue;
+                }
+                Err(e) => return Err(ClientError::Wire(e)),
+            };
             let reusable =
                 head.keep_alive && head.parts.version == Version::HTTP_11 && !close_requested;
             let mut body = NodeBody::direct(DirectBody {
@@ -361,6 +374,18 @@ impl NodeClient {
     /// traffic to this node stopped takes none, so a periodic sweep (`app`) closes them.
     pub(crate) fn close_expired_idle(&self) -> usize {
         self.inner.close_expired_idle(Instant::now())
+    }
+}
+
+/// Whether a read failed because the node closed or reset the connection.
+fn closed(error: &WireError) -> bool {
+    match error {
+        WireError::ClosedBeforeHead => true,
+        WireError::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
     }
 }
 
@@ -640,16 +665,35 @@ mod tests {
     /// A node on 127.0.0.1:0 answering every request with `answer`, closing after it when `close`; counts
     /// the connections it accepted.
     async fn node(answer: &'static str, close: bool) -> (Authority, Arc<AtomicUsize>) {
+        node_with(move |_, _| Reply::Answer { answer, close }).await
+    }
+
+    /// What a test node does with a request.
+    enum Reply {
+        /// Answers it, and closes the connection after it if `close`.
+        Answer { answer: &'static str, close: bool },
+        /// Closes the connection without a byte of answer.
+        Close,
+    }
+
+    /// A node on 127.0.0.1:0 replying to the `n`th request on its `c`th connection (both from 0) with
+    /// `reply(c, n)`; counts the connections it accepted.
+    async fn node_with(
+        reply: impl Fn(usize, usize) -> Reply + Send + Sync + 'static,
+    ) -> (Authority, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
+        let reply = Arc::new(reply);
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
+                let connection = counter.fetch_add(1, Ordering::SeqCst);
+                let reply = reply.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 1024];
+                    let mut request = 0;
                     loop {
                         let Ok(n) = stream.read(&mut chunk).await else {
                             return;
@@ -660,6 +704,10 @@ mod tests {
                         buf.extend_from_slice(&chunk[..n]);
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             buf.drain(..end + 4);
+                            let Reply::Answer { answer, close } = reply(connection, request) else {
+                                return;
+                            };
+                            request += 1;
                             if stream.write_all(answer.as_bytes()).await.is_err() || close {
                                 return;
                             }
@@ -919,5 +967,42 @@ mod tests {
         ));
         assert!(!wire_path(Method::CONNECT, &[], None));
         assert!(!wire_path(Method::POST, &[], Some("a=1")));
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_request_is_sent_again_when_the_node_closes_a_pooled_connection_unanswered(
+    ) {
+        // The first connection's second request finds it closed without a byte of answer (a keep-alive that
+        // ran out as the request arrived); every other request is answered.
+        let reply = |connection, request| match (connection, request) {
+            (0, 1) => Reply::Close,
+            _ => Reply::Answer {
+                answer: "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                close: false,
+            },
+        };
+        let (authority, accepted) = node_with(reply).await;
+        let gets = client(authority);
+        assert_eq!(get_body(&gets).await.1, "ok");
+        assert_eq!(
+            get_body(&gets).await.1,
+            "ok",
+            "sent again on a new connection"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+        // Not so a request that is not idempotent: its failure is the caller's to judge.
+        let (authority, _) = node_with(reply).await;
+        let posts = client(authority);
+        let post = || {
+            Request::post("http://ignored.example/x")
+                .header(http::header::HOST, "node")
+                .body(Empty::new().map_err(|never| match never {}).boxed())
+                .unwrap()
+        };
+        let answered = posts.request(post()).await.unwrap();
+        answered.into_body().collect().await.unwrap();
+        let error = posts.request(post()).await.unwrap_err();
+        assert!(matches!(error, ClientError::Wire(_)), "{error:?}");
     }
 }

@@ -101,16 +101,16 @@ impl Connection {
             if let Some(head) = wire::parse_head(&mut self.read, method)? {
                 return Ok(head);
             }
-            self.read.reserve(READ_SIZE);
-            if self
+            let room = self.make_room(self.read_size);
+            let n = self
                 .stream
                 .read_buf(&mut self.read)
                 .await
-                .map_err(WireError::Io)?
-                == 0
-            {
+                .map_err(WireError::Io)?;
+            if n == 0 {
                 return Err(WireError::ClosedBeforeHead);
             }
+            self.adapt(n, room);
         }
     }
 
@@ -153,6 +153,12 @@ impl Connection {
     /// Adjusts the next read's room after a read of `n` bytes into `room`.
     fn adapt(&mut self, n: usize, room: usize) {
         self.read_size = next_read_size(self.read_size, n, room);
+    }
+
+    /// Whether nothing at all has come back since the request was written (for a failed read: the node
+    /// closed or reset the connection without starting an answer).
+    pub(crate) fn nothing_read(&self) -> bool {
+        self.read.is_empty()
     }
 
     /// Whether the connection is between answers: nothing read beyond the last one.
