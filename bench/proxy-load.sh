@@ -636,10 +636,10 @@ def cpu_ratio(a, b):
         return by[a]["cpu_us_per_req"] / by[b]["cpu_us_per_req"]
     return None
 def cpu_cmp(a, b, label):
-    r = cpu_ratio(a, b)
+    p = paired(a, b)
+    r = p[0] if p else cpu_ratio(a, b)
     if r is None:
         return
-    p = paired(a, b)
     spread = f" (median of {p[3]} rounds' ratios, range {(p[1] - 1) * 100:+.1f}%..{(p[2] - 1) * 100:+.1f}%)" if p else ""
     extra.append(f"{label}: {(r - 1) * 100:+.1f}% CPU per request{spread}")
 cpu_cmp("tokenroute-aware", "tokenroute-hdr", "token-aware vs plain, same OAuth requests")

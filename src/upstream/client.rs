@@ -273,16 +273,7 @@ impl NodeClient {
                 match self.inner.wire_idle[list].take(self.inner.idle_timeout) {
                     Some(connection) => (connection, true),
                     // Boxed: a connect's state is large, and most requests take a pooled connection.
-                    None => (
-                        Connection::new(
-                            Box::pin(
-                                self.inner
-                                    .connect_tcp(Instant::now() + self.inner.connect_timeout),
-                            )
-                            .await?,
-                        ),
-                        false,
-                    ),
+                    None => (Box::pin(self.inner.connect_direct()).await?, false),
                 };
             if let Err(failed) = connection.send(method, target, headers).await {
                 // Not written: the pooled connection was closing. Another one takes it.
@@ -298,7 +289,7 @@ impl NodeClient {
                 Err(e)
                     if pooled
                         && method.is_idempotent()
-                        && connection.nothing_read()
+                        && connection.is_between_answers()
                         && closed(&e) =>
                 {
                     tracing::debug!(node = %self.inner.address, "idle connection closed by the node as the request went out; sent again");
@@ -308,11 +299,13 @@ impl NodeClient {
             };
             let reusable =
                 head.keep_alive && head.parts.version == Version::HTTP_11 && !close_requested;
-            let mut body = NodeBody::direct(DirectBody {
-                connection: Some(connection),
-                decoder: Decoder::new(head.framing),
-                give_back: reusable.then(|| (self.inner.clone(), list)),
-            });
+            let mut body = NodeBody {
+                source: Source::Direct(DirectBody {
+                    connection: Some(connection),
+                    decoder: Decoder::new(head.framing),
+                    give_back: reusable.then(|| (self.inner.clone(), list)),
+                }),
+            };
             if body.is_end_stream() {
                 body.release();
             }
@@ -440,6 +433,14 @@ impl Inner {
         Ok(tcp)
     }
 
+    /// Opens a connection for the direct path.
+    async fn connect_direct(&self) -> Result<Connection, ClientError> {
+        let tcp = self
+            .connect_tcp(Instant::now() + self.connect_timeout)
+            .await?;
+        Ok(Connection::new(tcp))
+    }
+
     async fn connect(&self) -> Result<SendRequest<UpstreamBody>, ClientError> {
         let timeout = self.connect_timeout;
         let timed_out = || ClientError::ConnectTimeout {
@@ -528,7 +529,7 @@ enum Source {
 }
 
 /// A body read from its connection by whoever polls it.
-pub(crate) struct DirectBody {
+struct DirectBody {
     /// `None` once the body ended or failed.
     connection: Option<Connection>,
     decoder: Decoder,
@@ -550,12 +551,6 @@ impl std::fmt::Debug for NodeBody {
 }
 
 impl NodeBody {
-    fn direct(body: DirectBody) -> NodeBody {
-        NodeBody {
-            source: Source::Direct(body),
-        }
-    }
-
     /// Gives the connection back if the node left it reusable; called when the body has ended.
     fn release(&mut self) {
         match &mut self.source {

@@ -58,7 +58,7 @@ impl Connection {
     /// Whether an idle connection can take a request: the node has not closed it and sent nothing since the
     /// last answer. Costs no system call unless the socket was reported readable (a close or stray bytes).
     pub(crate) fn is_open_and_quiet(&self) -> bool {
-        if !self.read.is_empty() {
+        if !self.is_between_answers() {
             return false;
         }
         let mut probe = [0u8; 1];
@@ -155,13 +155,8 @@ impl Connection {
         self.read_size = next_read_size(self.read_size, n, room);
     }
 
-    /// Whether nothing at all has come back since the request was written (for a failed read: the node
-    /// closed or reset the connection without starting an answer).
-    pub(crate) fn nothing_read(&self) -> bool {
-        self.read.is_empty()
-    }
-
-    /// Whether the connection is between answers: nothing read beyond the last one.
+    /// Whether the connection is between answers: nothing read beyond the last one (after a failed read for
+    /// the next answer: the node closed or reset the connection without starting it).
     pub(crate) fn is_between_answers(&self) -> bool {
         self.read.is_empty()
     }
